@@ -1,0 +1,45 @@
+# Two commands for a fresh clone (with ../shared beside it): `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test test-fast lint lock clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	touch $@
+
+## run: install, fetch the data, rebuild every stale stage, print a summary
+run: $(VENV)/.installed
+	$(BIN)/dvc pull --allow-missing
+	$(BIN)/dvc repro
+	$(BIN)/python -m stages.summary
+
+## test: install with dev tools and run the whole suite (slow end-to-end tests included)
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## lock: re-resolve pyproject.toml into requirements.lock / requirements-dev.lock
+lock: | $(BIN)/python
+	$(BIN)/python tools/lock.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

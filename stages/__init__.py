@@ -1,0 +1,1 @@
+"""DVC pipeline stages for product-review sentiment analysis, one module per stage."""

@@ -1,0 +1,181 @@
+"""prepare: validate the raw reviews, drop personal data, clean, label and split.
+
+The test split reproduces the reference protocol exactly (dropna + drop_duplicates on
+``Review text``/``Ratings``, 30 % stratified, ``random_state=42``) so scores compare
+with the published ones; validation is carved from the reference train part.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from stages.common import load_params, write_json, write_parquet
+from stages.text import clean_text
+from stages.tracking import stage_run
+
+TEXT, RATING = "Review text", "Ratings"
+REQUIRED_COLUMNS = (TEXT, RATING)
+PERSONAL_COLUMNS = ("Reviewer Name", "Place of Review")
+OOD_FILES = {
+    "amazon": "amazon_cells_labelled.txt",
+    "imdb": "imdb_labelled.txt",
+    "yelp": "yelp_labelled.txt",
+}
+
+
+class DataValidationError(ValueError):
+    """Raw data that the pipeline refuses to use."""
+
+
+def map_labels(ratings: pd.Series, scheme: str) -> pd.Series:
+    """Star ratings to class ids: binary 1-2 -> 0, 3-5 -> 1; ternary adds 3 -> 1 neutral."""
+    if scheme == "binary":
+        return (ratings >= 3).astype(int)
+    if scheme == "ternary":
+        return ratings.map({1: 0, 2: 0, 3: 1, 4: 2, 5: 2}).astype(int)
+    raise ValueError(f"prepare.label_scheme must be 'binary' or 'ternary', got {scheme!r}")
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read the raw reviews CSV, failing with the file and column named."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataValidationError(f"{path}: cannot read CSV: {err}") from err
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(f"{path}: missing required column(s) {missing}")
+    return df.drop(columns=[c for c in PERSONAL_COLUMNS if c in df.columns])
+
+
+def quarantine_reasons(df: pd.DataFrame) -> pd.Series:
+    """Per row, why it is unusable ('' when valid): missing text, bad rating, empty text."""
+    ratings = pd.to_numeric(df[RATING], errors="coerce")
+    reasons = pd.Series("", index=df.index, dtype=object)
+    text = df[TEXT]
+    reasons[text.isna()] = "missing_text"
+    reasons[(reasons == "") & text.fillna("").map(clean_text).eq("")] = "empty_text"
+    bad_rating = ratings.isna() | (ratings % 1 != 0) | ~ratings.between(1, 5)
+    reasons[(reasons == "") & bad_rating] = "bad_rating"
+    return reasons
+
+
+def split_reference(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Train/val/test as the reference protocol splits the valid, deduplicated rows."""
+    y = map_labels(df[RATING], "binary")
+    train, test = train_test_split(
+        df, test_size=params["test_size"], stratify=y, random_state=params["seed"]
+    )
+    train, val = train_test_split(
+        train,
+        test_size=params["val_size"],
+        stratify=map_labels(train[RATING], "binary"),
+        random_state=params["seed"],
+    )
+    return {"train": train, "val": val, "test": test}
+
+
+def to_prepared(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """Cleaned text, label and the kept non-personal metadata."""
+    out = pd.DataFrame(
+        {
+            "text": df[TEXT].map(clean_text).astype(str),
+            "label": map_labels(df[RATING].astype(int), scheme),
+            "rating": df[RATING].astype(int),
+        },
+        index=df.index,
+    )
+    if "Month" in df.columns:
+        out["month"] = df["Month"].astype("string")
+    return out.reset_index(drop=True)
+
+
+def read_ood(path: str | Path, scheme: str) -> pd.DataFrame:
+    """An out-of-domain UCI file (``sentence<TAB>label``), cleaned like the main data."""
+    df = pd.read_csv(path, sep="\t", header=None, names=["text", "label"], quoting=csv.QUOTE_NONE)
+    if df["label"].isna().any() or not df["label"].isin([0, 1]).all():
+        raise DataValidationError(f"{path}: column 'label' must be 0 or 1 on every line")
+    df["text"] = df["text"].astype(str).map(clean_text)
+    df["label"] = df["label"].astype(int)
+    if scheme == "ternary":
+        df["label"] = df["label"] * 2
+    return df[df["text"] != ""].reset_index(drop=True)
+
+
+def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any]) -> dict:
+    """Run the whole stage; return the stats written to ``stats.json``."""
+    scheme = params["label_scheme"]
+    map_labels(pd.Series([1]), scheme)  # fail early on an unknown scheme
+    raw = read_raw(raw_csv)
+    reasons = quarantine_reasons(raw)
+    quarantined = raw[reasons != ""].assign(reason=reasons[reasons != ""])
+    share = len(quarantined) / max(len(raw), 1)
+    if share > params["max_quarantine_share"]:
+        counts = quarantined["reason"].value_counts().to_dict()
+        raise DataValidationError(
+            f"{raw_csv}: {share:.1%} of rows quarantined ({counts}), above "
+            f"prepare.max_quarantine_share={params['max_quarantine_share']:.1%}"
+        )
+    valid = raw[reasons == ""].copy()
+    valid[RATING] = valid[RATING].astype(int)
+    deduplicated = valid[[TEXT, RATING]].drop_duplicates()
+    splits = split_reference(valid.loc[deduplicated.index], params)
+
+    prepared = {name: to_prepared(part, scheme) for name, part in splits.items()}
+    for name, part in prepared.items():
+        write_parquet(out_dir / f"{name}.parquet", part)
+    quarantine_out = quarantined.astype({c: "string" for c in quarantined.columns})
+    write_parquet(out_dir / "quarantine.parquet", quarantine_out)
+    ood_rows = {}
+    for name, filename in OOD_FILES.items():
+        ood = read_ood(ood_dir / filename, scheme)
+        write_parquet(out_dir / "ood" / f"{name}.parquet", ood)
+        ood_rows[name] = len(ood)
+
+    train_texts = set(prepared["train"]["text"])
+    return {
+        "label_scheme": scheme,
+        "raw_rows": len(raw),
+        "duplicates_dropped": len(valid) - len(deduplicated),
+        "quarantined": {
+            "total": len(quarantined),
+            "share": round(share, 5),
+            **quarantined["reason"].value_counts().to_dict(),
+        },
+        "rows": {name: len(part) for name, part in prepared.items()},
+        "class_balance": {
+            name: {
+                str(k): round(v, 4)
+                for k, v in part["label"].value_counts(normalize=True).sort_index().items()
+            }
+            for name, part in prepared.items()
+        },
+        "ood_rows": ood_rows,
+        "leakage": {"test_texts_in_train": int(prepared["test"]["text"].isin(train_texts).sum())},
+    }
+
+
+def main() -> None:
+    params = load_params("prepare")
+    out_dir = Path("data/prepared")
+    with stage_run("prepare"):
+        stats = prepare(Path("data/raw/reviews.csv"), Path("data/raw"), out_dir, params)
+        write_json(out_dir / "stats.json", stats)
+        mlflow.log_metrics(
+            {f"rows.{k}": v for k, v in stats["rows"].items()}
+            | {
+                "quarantined": stats["quarantined"]["total"],
+                "leakage.test_texts_in_train": stats["leakage"]["test_texts_in_train"],
+            }
+        )
+    print(f"prepare: rows {stats['rows']}, quarantined {stats['quarantined']}")
+
+
+if __name__ == "__main__":
+    main()

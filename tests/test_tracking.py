@@ -1,0 +1,87 @@
+"""MLflow tracking: stage runs grouped per pipeline run, tagged with data and params hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from stages.tracking import dvc_md5, flatten, params_hash
+from tests.conftest import sh
+
+
+def runs(root: Path):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sentiment")
+    return client.search_runs([experiment.experiment_id], max_results=500)
+
+
+def test_params_hash_is_order_independent() -> None:
+    assert params_hash({"a": 1, "b": [1, 2]}) == params_hash({"b": [1, 2], "a": 1})
+    assert params_hash({"a": 1}) != params_hash({"a": 2})
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_dvc_md5_matches_dvc_files() -> None:
+    root = Path(__file__).resolve().parent.parent
+    with open(root / "data" / "raw" / "reviews.csv.dvc") as fh:
+        assert yaml.safe_load(fh)["outs"][0]["md5"] == "fabbb59b6580035f9277c676c2c77104"
+    shared = root.parent / "shared" / "datasets" / "flipkart_reviews" / "reviews.csv"
+    assert dvc_md5(shared) == "fabbb59b6580035f9277c676c2c77104"
+
+
+@pytest.mark.slow
+def test_repro_runs_are_tagged_and_grouped(pipeline_copy: Path) -> None:
+    lock = yaml.safe_load((pipeline_copy / "dvc.lock").read_text())
+    all_runs = runs(pipeline_copy)
+    stage_runs = {
+        r.data.tags["stage"]: r
+        for r in all_runs
+        if r.data.tags.get("stage") and "dvc.exp_name" not in r.data.tags
+    }
+    assert {"prepare", "featurize"} <= set(stage_runs)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in stage_runs.values()}
+    assert len(parents) == 1, "one dvc repro must group its stages under one parent run"
+    parent = next(r for r in all_runs if r.info.run_id in parents)
+    assert parent.data.tags["kind"] == "pipeline"
+
+    featurize = stage_runs["featurize"]
+    tags = featurize.data.tags
+    assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
+    for dep in lock["stages"]["featurize"]["deps"]:
+        if not dep["path"].endswith(".py"):
+            assert tags[f"data.md5.{dep['path']}"] == dep["md5"]
+    params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
+    assert tags["params.hash"] == params_hash({"featurize": params["featurize"]})
+    assert featurize.data.params["featurize.min_df"] == str(params["featurize"]["min_df"])
+    digests = {d.dataset.name: d.dataset.digest for d in featurize.inputs.dataset_inputs}
+    assert digests["data/prepared/train.parquet"] == tags["data.md5.data/prepared/train.parquet"]
+
+
+@pytest.mark.slow
+def test_temp_experiment_runs_land_in_the_project_store(pipeline_copy: Path) -> None:
+    sh(pipeline_copy, "git", "add", "-A")
+    sh(pipeline_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock")
+    sh(
+        pipeline_copy,
+        "dvc",
+        "exp",
+        "run",
+        "--temp",
+        "-n",
+        "min-df-2",
+        "-S",
+        "featurize.min_df=2",
+        "featurize",
+    )
+    exp_runs = [r for r in runs(pipeline_copy) if r.data.tags.get("dvc.exp_name") == "min-df-2"]
+    stages = {r.data.tags.get("stage") for r in exp_runs}
+    assert "featurize" in stages
+    featurize = next(r for r in exp_runs if r.data.tags.get("stage") == "featurize")
+    assert featurize.data.params["featurize.min_df"] == "2"
+    assert not (pipeline_copy / "mlruns").exists()
