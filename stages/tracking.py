@@ -94,7 +94,7 @@ def dvc_md5(path: str | Path) -> str:
     return obj.hash_info.value
 
 
-def stage_spec(stage: str, dvc_file: Path = REPO_ROOT / "dvc.yaml") -> tuple[list[str], dict]:
+def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str], dict]:
     """Data dependencies (code excluded) and params a stage declares in dvc.yaml."""
     spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
     deps = [d for d in spec.get("deps", []) if not d.endswith(".py")]

@@ -1,0 +1,89 @@
+"""The one inference path: evaluate, gate, drift and the service all score text through here.
+
+A model directory holds ``meta.json`` (flavor, label names, decision threshold, version)
+beside the flavor's files. ``load_predictor(dir)`` returns an object with
+``predict_proba(texts) -> (n, n_classes)`` and ``predict(texts) -> label ids``; raw text
+goes in, cleaning happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from stages.common import load_skops, save_skops, write_json
+from stages.text import clean_text
+
+META_FILE = "meta.json"
+
+
+class Predictor(Protocol):
+    """What every flavor offers."""
+
+    meta: dict[str, Any]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+def decide(proba: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Label ids from probabilities: binary uses the threshold on P(positive), else argmax."""
+    if proba.shape[1] == 2 and threshold is not None:
+        return (proba[:, 1] >= threshold).astype(int)
+    return proba.argmax(axis=1)
+
+
+def predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
+    """Label ids for raw texts, with the predictor's own decision threshold."""
+    return decide(predictor.predict_proba(texts), predictor.meta.get("threshold"))
+
+
+def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:
+    """The P(positive) cut-off that maximises macro-F1 (ties: closest to 0.5)."""
+    from sklearn.metrics import f1_score
+
+    candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    scores = [f1_score(y_true, positive_proba >= t, average="macro") for t in candidates]
+    best = max(scores)
+    return float(min((abs(t - 0.5), t) for t, s in zip(candidates, scores) if s == best)[1])
+
+
+class ClassicalPredictor:
+    """A scikit-learn Pipeline (vectorizer + classifier) taking cleaned text."""
+
+    def __init__(self, model_dir: Path, meta: dict[str, Any]):
+        self.meta = meta
+        self.pipeline = load_skops(model_dir / "model.skops")
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.pipeline.predict_proba([clean_text(t) for t in texts])
+
+
+def save_classical(pipeline: Any, model_dir: Path, meta: dict[str, Any]) -> None:
+    """Write a classical model directory (skops, no pickle)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_skops(pipeline, model_dir / "model.skops")
+    write_json(model_dir / META_FILE, {"flavor": "classical", **meta})
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The ``meta.json`` of a model directory, with a clear error when it is missing."""
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a model directory (no {META_FILE})")
+    return json.loads(path.read_text())
+
+
+def load_predictor(model_dir: str | Path) -> Predictor:
+    """Load a model directory of either flavor."""
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    if meta["flavor"] == "classical":
+        return ClassicalPredictor(model_dir, meta)
+    if meta["flavor"] == "transformer":
+        from stages.transformer_model import TransformerPredictor
+
+        return TransformerPredictor(model_dir, meta)
+    raise ValueError(f"{model_dir}: unknown model flavor {meta['flavor']!r}")

@@ -1,0 +1,311 @@
+"""tune: Optuna search over classical classifiers on the TF-IDF features, tracked in MLflow.
+
+Objective: mean stratified k-fold macro-F1 on the train split (the test split is never
+read). The study lives in an Optuna RDB storage (``OPTUNA_STORAGE``, else ``tune.storage``,
+else ``optuna.db`` in the project) under a name derived from the input hashes, so a re-run
+with the same inputs resumes it, and extra workers can join it from other processes or
+machines: ``python -m stages.tune --worker``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import scipy.sparse as sp
+from mlflow.entities import Metric, Param, RunTag
+from optuna.trial import TrialState
+from sklearn.base import ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+from sqlalchemy.engine import make_url
+
+from stages.common import atomic_path, load_params, load_skops, write_json
+from stages.predictor import best_threshold, save_classical
+from stages.tracking import dvc_md5, params_hash, project_root, stage_run
+
+FEATURES = Path("data/features")
+MODEL_DIR = Path("models/classical")
+OUT_DIR = Path("tune")
+FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
+# Params that change how long the search runs, not what it searches.
+RUN_ONLY_PARAMS = ("n_trials", "timeout", "n_jobs", "storage")
+
+
+def suggest_classifier(trial: optuna.Trial, families: list[str], seed: int) -> ClassifierMixin:
+    """Sample a classifier family and its hyperparameters (also rebuilds from FixedTrial)."""
+    family = trial.suggest_categorical("classifier", families)
+    if family == "complement_nb":
+        return ComplementNB(alpha=trial.suggest_float("complement_nb_alpha", 1e-3, 1.0, log=True))
+    weight = trial.suggest_categorical(f"{family}_class_weight", [None, "balanced"])
+    if family == "logreg":
+        c = trial.suggest_float("logreg_C", 1e-2, 1e2, log=True)
+        return LogisticRegression(C=c, class_weight=weight, max_iter=2000, random_state=seed)
+    if family == "linear_svc":
+        c = trial.suggest_float("linear_svc_C", 1e-3, 1e1, log=True)
+        return LinearSVC(C=c, class_weight=weight, random_state=seed)
+    if family == "sgd":
+        return SGDClassifier(
+            loss=trial.suggest_categorical("sgd_loss", ["hinge", "log_loss", "modified_huber"]),
+            alpha=trial.suggest_float("sgd_alpha", 1e-6, 1e-2, log=True),
+            class_weight=weight,
+            max_iter=50,
+            tol=None,
+            random_state=seed,
+        )
+    raise ValueError(f"tune.families: unknown classifier family {family!r} (know {FAMILIES})")
+
+
+def load_features(split: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    return sp.load_npz(FEATURES / f"{split}.npz"), np.load(FEATURES / f"{split}_labels.npy")
+
+
+def storage_url(params: dict[str, Any]) -> str:
+    """``OPTUNA_STORAGE`` > ``tune.storage`` > the project's embedded SQLite file."""
+    return (
+        os.environ.get("OPTUNA_STORAGE")
+        or params.get("storage")
+        or f"sqlite:///{project_root() / 'optuna.db'}"
+    )
+
+
+def study_name(params: dict[str, Any], features_md5: str) -> str:
+    """Same inputs and search space -> same study, so re-runs and workers share it."""
+    search = {k: v for k, v in params.items() if k not in RUN_ONLY_PARAMS}
+    return f"tune-{params_hash({'features': features_md5, **search})}"
+
+
+def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
+    """k-fold macro-F1 objective reporting the running mean after each fold to the pruner."""
+    folds = list(
+        StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(x, y)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        classifier = suggest_classifier(trial, params["families"], params["seed"])
+        scores: list[float] = []
+        start = time.perf_counter()
+        for step, (fit_idx, val_idx) in enumerate(folds):
+            model = clone(classifier).fit(x[fit_idx], y[fit_idx])
+            scores.append(f1_score(y[val_idx], model.predict(x[val_idx]), average="macro"))
+            trial.report(float(np.mean(scores)), step)
+            trial.set_user_attr("fit_seconds", time.perf_counter() - start)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("cv_std", float(np.std(scores)))
+        return float(np.mean(scores))
+
+    return objective
+
+
+def mlflow_trial_logger(parent_run_id: str):
+    """Optuna callback: each finished trial becomes an MLflow child run of the tune run."""
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+
+    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        complete = trial.state == TrialState.COMPLETE
+        run = client.create_run(
+            experiment_id,
+            run_name=f"trial-{trial.number}",
+            tags={"mlflow.parentRunId": parent_run_id, "kind": "trial"},
+        )
+        steps = trial.intermediate_values
+        cv_mean = trial.value if complete else steps.get(max(steps, default=0), float("nan"))
+        metrics = {
+            "cv_macro_f1_mean": cv_mean,
+            "fit_seconds": trial.user_attrs.get("fit_seconds", 0.0),
+        }
+        if "cv_std" in trial.user_attrs:
+            metrics["cv_macro_f1_std"] = trial.user_attrs["cv_std"]
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in trial.params.items()],
+            tags=[
+                RunTag("pruned", str(trial.state == TrialState.PRUNED).lower()),
+                RunTag("optuna.study", study.study_name),
+                RunTag("optuna.trial", str(trial.number)),
+            ],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED" if complete else "KILLED")
+
+    return log
+
+
+def search(
+    params: dict[str, Any],
+    storage: str,
+    name: str,
+    parent_run_id: str | None,
+    n_trials: int | None = None,
+) -> optuna.Study:
+    """Run (or resume, or join) the study until it holds ``n_trials`` finished trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    x, y = load_features("train")
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=params["seed"]),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+    target = n_trials if n_trials is not None else params["n_trials"]
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    remaining = target - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        callbacks = [optuna.study.MaxTrialsCallback(target, states=finished)]
+        if parent_run_id:
+            callbacks.insert(0, mlflow_trial_logger(parent_run_id))
+        study.optimize(
+            make_objective(x, y, params),
+            n_trials=remaining,
+            timeout=params["timeout"],
+            n_jobs=params["n_jobs"],
+            callbacks=callbacks,
+        )
+    return study
+
+
+def refit_best(study: optuna.Study, params: dict[str, Any]) -> Pipeline:
+    """The best classifier refitted on all of train, behind the fitted vectorizer."""
+    x, y = load_features("train")
+    classifier = suggest_classifier(
+        optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
+    )
+    if not hasattr(classifier, "predict_proba") or (
+        isinstance(classifier, SGDClassifier) and classifier.loss == "hinge"
+    ):
+        cv = StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"])
+        classifier = CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
+    classifier.fit(x, y)
+    return Pipeline(
+        [("features", load_skops(FEATURES / "vectorizer.skops")), ("classifier", classifier)]
+    )
+
+
+def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """Optimisation history and hyperparameter importance as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    plots = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": ovm.plot_param_importances,
+    }
+    for name, plot in plots.items():
+        ax = plot(study)
+        path = out_dir / f"{name}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        paths.append(path)
+    return paths
+
+
+def run_stage(params: dict[str, Any]) -> dict[str, Any]:
+    """Search, refit the best model, choose its threshold on val, write every output."""
+    storage = storage_url(params)
+    with stage_run("tune") as run:
+        name = study_name(params, dvc_md5(FEATURES))
+        started = time.perf_counter()
+        study = search(params, storage, name, run.info.run_id)
+        seconds = time.perf_counter() - started
+        pipeline = refit_best(study, params)
+        x_val, y_val = load_features("val")
+        proba = pipeline.named_steps["classifier"].predict_proba(x_val)
+        threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
+        val_pred = proba.argmax(1) if threshold is None else (proba[:, 1] >= threshold)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        best = {
+            "study": name,
+            "best_params": study.best_params,
+            "cv_macro_f1": round(study.best_value, 5),
+            "cv_macro_f1_std": round(study.best_trial.user_attrs.get("cv_std", 0.0), 5),
+            "val_macro_f1": round(float(f1_score(y_val, val_pred, average="macro")), 5),
+            "threshold": threshold,
+            "trials": {
+                "complete": states.count(TrialState.COMPLETE),
+                "pruned": states.count(TrialState.PRUNED),
+            },
+            "search_seconds": round(seconds, 2),
+        }
+        with atomic_path(MODEL_DIR) as tmp:
+            save_classical(
+                pipeline,
+                tmp,
+                {
+                    "threshold": threshold,
+                    "n_classes": int(proba.shape[1]),
+                    "best_params": study.best_params,
+                    "cv_macro_f1": best["cv_macro_f1"],
+                },
+            )
+        write_json(OUT_DIR / "best.json", best)
+        plots = save_plots(study, OUT_DIR / "plots")
+
+        mlflow.set_tags(
+            {
+                "optuna.storage": make_url(storage).render_as_string(hide_password=True),
+                "optuna.study": name,
+            }
+        )
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metrics(
+            {
+                "best_cv_macro_f1": best["cv_macro_f1"],
+                "val_macro_f1": best["val_macro_f1"],
+                "search_seconds": seconds,
+            }
+        )
+        for path in plots:
+            mlflow.log_artifact(str(path), "plots")
+        mlflow.log_artifacts(str(MODEL_DIR), "model")
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="only add trials to the shared study (no refit, no outputs)",
+    )
+    parser.add_argument("--n-trials", type=int, help="the study's trial total (worker mode)")
+    args = parser.parse_args()
+    params = load_params("tune")
+    if args.worker:
+        storage = storage_url(params)
+        name = study_name(params, dvc_md5(FEATURES))
+        with stage_run("tune", run_name="tune-worker") as run:
+            study = search(params, storage, name, run.info.run_id, args.n_trials)
+        print(f"tune worker: study {name} now holds {len(study.trials)} trials")
+        return
+    best = run_stage(params)
+    print(
+        f"tune: best {best['best_params']} cv macro-F1 {best['cv_macro_f1']} "
+        f"val {best['val_macro_f1']} ({best['trials']}, {best['search_seconds']} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""tune: a tiny real Optuna search, MLflow child runs, shared studies, DVC invalidation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from stages import tracking, tune
+from stages.featurize import featurize
+from stages.predictor import load_predictor, predict
+from tests.conftest import REPO, sh
+
+GOOD = ["good shuttle", "great quality", "very good", "nice product", "excellent, loved it"]
+BAD = ["bad shuttle", "worst quality", "very bad", "poor product", "terrible, hated it"]
+TUNE = {
+    "families": ["logreg", "linear_svc", "complement_nb", "sgd"],
+    "cv_folds": 3,
+    "n_trials": 3,
+    "timeout": 60,
+    "n_jobs": 1,
+    "seed": 7,
+    "storage": None,
+}
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory laid out like the project, with tiny featurized splits."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tune"] = TUNE
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    for split, repeat in (("train", 6), ("val", 2), ("test", 1)):
+        texts = [f"{t} {i}" for i in range(repeat) for t in GOOD + BAD]
+        labels = [lab for _ in range(repeat) for lab in [1] * 5 + [0] * 5]
+        pd.DataFrame({"text": texts, "label": labels}).to_parquet(prepared / f"{split}.parquet")
+    featurize(prepared, tmp_path / "data" / "features", params["featurize"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return tmp_path
+
+
+def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> None:
+    best = tune.run_stage(TUNE)
+    assert best["trials"]["complete"] + best["trials"]["pruned"] == 3
+    saved = json.loads((tiny_project / "tune" / "best.json").read_text())
+    assert saved["best_params"] == best["best_params"]
+    assert 0 <= saved["cv_macro_f1"] <= 1
+    assert {p.name for p in (tiny_project / "tune" / "plots").iterdir()} == {
+        "optimization_history.png",
+        "param_importances.png",
+    }
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("sentiment").experiment_id])
+    tune_run = next(r for r in runs if r.data.tags.get("stage") == "tune")
+    trials = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert len(trials) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {tune_run.info.run_id}
+    assert all(
+        "cv_macro_f1_mean" in r.data.metrics and "classifier" in r.data.params for r in trials
+    )
+    assert tune_run.data.tags["optuna.storage"].startswith("sqlite:///")
+
+    model = load_predictor(tiny_project / "models" / "classical")
+    assert model.meta["flavor"] == "classical"
+    assert predict(model, ["Very good shuttle!READ MORE", "worst, very bad"]).tolist() == [1, 0]
+    assert not any(p.suffix == ".pkl" for p in (tiny_project / "models").rglob("*"))
+
+
+def test_same_seed_same_best_params(tiny_project: Path) -> None:
+    params = TUNE | {"n_trials": 6}
+    first = tune.search(params, f"sqlite:///{tiny_project / 'a.db'}", "s", None)
+    second = tune.search(params, f"sqlite:///{tiny_project / 'b.db'}", "s", None)
+    assert first.best_params == second.best_params
+    assert first.best_value == second.best_value
+
+
+def test_rerun_resumes_the_study(tiny_project: Path) -> None:
+    storage = f"sqlite:///{tiny_project / 'r.db'}"
+    tune.search(TUNE, storage, "resume", None)
+    study = tune.search(TUNE | {"n_trials": 5}, storage, "resume", None)
+    assert len(study.trials) == 5
+
+
+def test_two_workers_share_one_study(tiny_project: Path) -> None:
+    # The stores and the study exist before workers join (the first tune run makes them).
+    tracking.configure()
+    name = tune.study_name(TUNE, tune.dvc_md5("data/features"))
+    storage = f"sqlite:///{tiny_project / 'optuna.db'}"
+    tune.search(TUNE, storage, name, None, n_trials=0)
+    cmd = [sys.executable, "-m", "stages.tune", "--worker", "--n-trials", "8"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    workers = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    study = optuna.load_study(study_name=name, storage=storage)
+    # MaxTrialsCallback stops both at 8 finished trials; a trial already running may finish.
+    assert 8 <= len(study.trials) <= 9
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+
+
+@pytest.mark.slow
+def test_tune_params_invalidate_tune_but_not_prepare(pipeline_copy: Path) -> None:
+    params_file = pipeline_copy / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["tune"]["n_trials"] += 1
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        status = json.loads(sh(pipeline_copy, "dvc", "status", "--json").stdout)
+    finally:
+        params_file.write_text(original)
+    assert "tune" in status
+    assert "prepare" not in status and "featurize" not in status
