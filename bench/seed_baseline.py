@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import time
+from pathlib import Path
 
 import emoji
 import optuna
@@ -118,7 +119,7 @@ def main() -> None:
 
     ours = load_predictor("models/classical")
     pred = predict(ours, test_texts)
-    best = json.loads(open("tune/best.json").read())
+    best = json.loads(Path("tune/best.json").read_text())
     results["ours_classical"] = {
         "model": best["best_params"]["classifier"],
         "cv_macro_f1": best["cv_macro_f1"],

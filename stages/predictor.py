@@ -47,7 +47,9 @@ def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:
     candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
     scores = [f1_score(y_true, positive_proba >= t, average="macro") for t in candidates]
     best = max(scores)
-    return float(min((abs(t - 0.5), t) for t, s in zip(candidates, scores) if s == best)[1])
+    return float(
+        min((abs(t - 0.5), t) for t, s in zip(candidates, scores, strict=True) if s == best)[1]
+    )
 
 
 class ClassicalPredictor:

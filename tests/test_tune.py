@@ -110,7 +110,7 @@ def test_two_workers_share_one_study(tiny_project: Path) -> None:
         for _ in range(2)
     ]
     for worker in workers:
-        out, err = worker.communicate(timeout=300)
+        _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     study = optuna.load_study(study_name=name, storage=storage)
     # MaxTrialsCallback stops both at 8 finished trials; a trial already running may finish.
