@@ -25,3 +25,17 @@ def bootstrap_ci(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(scores, [tail, 100 - tail])
     return round(float(low), 4), round(float(high), 4)
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
+    """ECE: |accuracy - confidence| of the predicted class, averaged over confidence bins."""
+    y_true = np.asarray(y_true)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)

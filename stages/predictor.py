@@ -70,6 +70,17 @@ def save_classical(pipeline: Any, model_dir: Path, meta: dict[str, Any]) -> None
     write_json(model_dir / META_FILE, {"flavor": "classical", **meta})
 
 
+class EnsemblePredictor:
+    """Averages the probabilities of member model directories stored inside this one."""
+
+    def __init__(self, model_dir: Path, meta: dict[str, Any]):
+        self.meta = meta
+        self.members = [load_predictor(model_dir / name) for name in meta["members"]]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.mean([m.predict_proba(texts) for m in self.members], axis=0)
+
+
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
     """The ``meta.json`` of a model directory, with a clear error when it is missing."""
     path = Path(model_dir) / META_FILE
@@ -84,6 +95,8 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     meta = read_meta(model_dir)
     if meta["flavor"] == "classical":
         return ClassicalPredictor(model_dir, meta)
+    if meta["flavor"] == "ensemble":
+        return EnsemblePredictor(model_dir, meta)
     if meta["flavor"] == "transformer":
         from stages.transformer_model import TransformerPredictor
 

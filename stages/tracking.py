@@ -206,3 +206,50 @@ def stage_tags(run_id: str) -> dict[str, str]:
     tags = MlflowClient().get_run(run_id).data.tags
     keep = ("git.", "data.md5.", "params.hash", "stage", PIPELINE_TAG)
     return {k: v for k, v in tags.items() if k.startswith(keep)}
+
+
+# Packages a logged model needs at load time, pinned from requirements.lock.
+MODEL_PACKAGES = (
+    "mlflow",
+    "torch",
+    "transformers",
+    "scikit-learn",
+    "skops",
+    "scipy",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "nltk",
+    "emoji",
+    "ftfy",
+    "pyyaml",
+)
+
+
+def pinned_requirements(names: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
+    """``name==version`` lines from requirements.lock (explicit: no slow inference)."""
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    return [f"{name}=={pins[name]}" for name in names if name in pins]
+
+
+def log_model(model_dir: str | Path, name: str = "model") -> Any:
+    """Log a model directory (either flavor) as an MLflow pyfunc model; return its info."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema([ColSpec("long", "label"), ColSpec("double", "score")]),
+    )
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(REPO_ROOT / "stages" / "mlflow_pyfunc.py"),
+        artifacts={"model_dir": str(model_dir)},
+        code_paths=[str(REPO_ROOT / "stages")],
+        pip_requirements=pinned_requirements(),
+        signature=signature,
+    )

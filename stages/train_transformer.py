@@ -1,0 +1,265 @@
+"""train_transformer: fine-tune a local Hugging Face encoder (MiniLM by default) offline.
+
+Dynamic padding over length-grouped batches, AdamW with linear warmup and weight decay,
+gradient clipping, early stopping on validation macro-F1 (best epoch kept), decision
+threshold chosen on validation. Seeded; runs on CUDA when present, else every CPU core.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    get_linear_schedule_with_warmup,
+    set_seed,
+)
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from stages.common import LABEL_NAMES, atomic_path, load_params, read_split, write_json
+from stages.metrics import macro_f1
+from stages.predictor import best_threshold, decide
+from stages.tracking import log_model, stage_run
+from stages.transformer_model import (
+    base_model_dir,
+    pick_device,
+    probabilities,
+    quantize,
+    save_transformer,
+)
+
+MODEL_DIR = Path("models/transformer")
+OUT_DIR = Path("train_transformer")
+MAX_QUANTIZATION_LOSS = 0.005  # int8 is used only when it costs < 0.5 macro-F1 points
+
+
+def subsample(texts: list[str], labels: list[int], n: int | None, seed: int):
+    """A stratified, seeded subset for quick runs (all rows when n is None or too large)."""
+    if n is None or n >= len(texts):
+        return texts, labels
+    texts, _, labels, _ = train_test_split(
+        texts, labels, train_size=n, stratify=labels, random_state=seed
+    )
+    return texts, labels
+
+
+def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights only (not biases or LayerNorm)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def train(params: dict[str, Any], train_split: Path, val_split: Path) -> dict[str, Any]:
+    """Fine-tune; return the best model, tokenizer, threshold and per-epoch history."""
+    set_seed(params["seed"])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = pick_device()
+    texts, labels = read_split(train_split)
+    texts, labels = subsample(texts, labels, params["max_train_samples"], params["seed"])
+    val_texts, val_labels = read_split(val_split)
+    n_classes = max(max(labels), max(val_labels)) + 1
+    names = LABEL_NAMES["binary" if n_classes == 2 else "ternary"]
+
+    base = base_model_dir(params["base_model"])
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=n_classes,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    ).to(device)
+
+    encoded = tokenizer(texts, truncation=True, max_length=params["max_length"])
+    features = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for ids, mask, label in zip(
+            encoded["input_ids"], encoded["attention_mask"], labels, strict=True
+        )
+    ]
+    sampler = LengthGroupedSampler(
+        params["batch_size"],
+        lengths=[len(f["input_ids"]) for f in features],
+        generator=torch.Generator().manual_seed(params["seed"]),
+    )
+    loader = torch.utils.data.DataLoader(
+        features,
+        batch_size=params["batch_size"],
+        sampler=sampler,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+    )
+    optimizer = optimizer_for(model, params["lr"], params["weight_decay"])
+    total_steps = len(loader) * params["epochs"]
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(params["warmup_ratio"] * total_steps), total_steps
+    )
+
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"val_macro_f1": -1.0}
+    stale = 0
+    progress = tqdm(total=total_steps, desc="train_transformer", unit="batch")
+    for epoch in range(1, params["epochs"] + 1):
+        model.train()
+        losses = []
+        for batch in loader:
+            loss = model(**batch.to(device)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), params["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            progress.update()
+            progress.set_postfix(
+                epoch=epoch,
+                loss=f"{np.mean(losses[-20:]):.4f}",
+                val_f1=f"{best['val_macro_f1']:.4f}",
+            )
+        proba = probabilities(model, tokenizer, val_texts, params["max_length"])
+        val_f1 = macro_f1(val_labels, proba.argmax(axis=1))
+        history.append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_macro_f1": val_f1}
+        )
+        mlflow.log_metrics(
+            {"train_loss": history[-1]["train_loss"], "val_macro_f1": val_f1}, step=epoch
+        )
+        if val_f1 > best["val_macro_f1"]:
+            best = {
+                "val_macro_f1": val_f1,
+                "epoch": epoch,
+                "proba": proba,
+                "state": copy.deepcopy(model.state_dict()),
+            }
+            stale = 0
+        else:
+            stale += 1
+            if stale >= params["patience"]:
+                break
+    progress.close()
+
+    model.load_state_dict(best["state"])
+    threshold = best_threshold(val_labels, best["proba"][:, 1]) if n_classes == 2 else None
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "threshold": threshold,
+        "history": history,
+        "best_epoch": best["epoch"],
+        "n_classes": n_classes,
+        "base_model": str(base),
+        "val_texts": val_texts,
+        "val_labels": val_labels,
+        "val_proba": best["proba"],
+    }
+
+
+def quantization_check(result: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Validation macro-F1 in fp32 and int8; int8 is kept only when it costs < 0.5 points."""
+    fp32 = macro_f1(result["val_labels"], decide(result["val_proba"], result["threshold"]))
+    model = copy.deepcopy(result["model"]).cpu()
+    int8_proba = probabilities(
+        quantize(model), result["tokenizer"], result["val_texts"], params["max_length"]
+    )
+    int8 = macro_f1(result["val_labels"], decide(int8_proba, result["threshold"]))
+    return {
+        "val_macro_f1_fp32": fp32,
+        "val_macro_f1_int8": int8,
+        "quantized": bool(params["quantize"]) and fp32 - int8 < MAX_QUANTIZATION_LOSS,
+    }
+
+
+def save_curve(history: list[dict[str, float]], out_dir: Path) -> None:
+    """The training curve as DVC plot data (JSON) and as a PNG for reports."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    write_json(out_dir / "curve.json", history)
+    fig, loss_ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss")
+    f1_ax = loss_ax.twinx()
+    f1_ax.plot(
+        epochs, [h["val_macro_f1"] for h in history], "s-", color="tab:orange", label="val macro-F1"
+    )
+    f1_ax.set_ylabel("val macro-F1")
+    fig.legend(loc="lower center", ncol=2)
+    fig.tight_layout()
+    with atomic_path(out_dir / "curve.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run_stage(params: dict[str, Any]) -> dict[str, Any]:
+    with stage_run("train_transformer"):
+        started = time.perf_counter()
+        result = train(
+            params, Path("data/prepared/train.parquet"), Path("data/prepared/val.parquet")
+        )
+        seconds = time.perf_counter() - started
+        quant = (
+            quantization_check(result, params) if result["n_classes"] == 2 else {"quantized": False}
+        )
+        summary = {
+            "best_epoch": result["best_epoch"],
+            "epochs_run": len(result["history"]),
+            "val_macro_f1": round(result["history"][result["best_epoch"] - 1]["val_macro_f1"], 5),
+            "threshold": result["threshold"],
+            "train_seconds": round(seconds, 1),
+            **{k: round(v, 5) if isinstance(v, float) else v for k, v in quant.items()},
+        }
+        with atomic_path(MODEL_DIR) as tmp:
+            save_transformer(
+                result["model"],
+                result["tokenizer"],
+                tmp,
+                {
+                    "threshold": result["threshold"],
+                    "n_classes": result["n_classes"],
+                    "max_length": params["max_length"],
+                    "quantized": quant["quantized"],
+                    "base_model": Path(result["base_model"]).name,
+                    "best_epoch": result["best_epoch"],
+                    "val_macro_f1": summary["val_macro_f1"],
+                },
+            )
+        write_json(OUT_DIR / "metrics.json", summary)
+        save_curve(result["history"], OUT_DIR)
+        mlflow.log_metrics(
+            {
+                k: v
+                for k, v in summary.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
+        mlflow.log_artifact(str(OUT_DIR / "curve.png"), "plots")
+        log_model(MODEL_DIR)
+    return summary
+
+
+def main() -> None:
+    summary = run_stage(load_params("train_transformer"))
+    print(f"train_transformer: {json.dumps(summary)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""train_transformer and the inference module, on a tiny BERT built here (seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+from stages import train_transformer as tt
+from stages.predictor import load_predictor, predict
+from stages.text import clean_text
+from stages.transformer_model import probabilities
+
+WORDS = ["good", "great", "nice", "excellent", "loved", "bad", "worst", "poor", "terrible", "hated", "the", "shuttle", "is", "very"]
+PARAMS = {
+    "base_model": None,
+    "epochs": 1,
+    "patience": 1,
+    "lr": 5e-3,
+    "batch_size": 8,
+    "max_length": 16,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "max_train_samples": None,
+    "quantize": True,
+    "seed": 3,
+}
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    """A randomly initialised 2-layer BERT with a 19-token vocabulary."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    model_dir = tmp_path / "tiny-bert"
+    BertForSequenceClassification(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture
+def splits(tmp_path: Path) -> tuple[Path, Path]:
+    good = [
+        "the shuttle is good",
+        "very nice",
+        "great shuttle",
+        "loved the shuttle",
+        "excellent",
+        "the shuttle is very good",
+        "nice shuttle",
+        "good good",
+    ]
+    bad = [
+        "the shuttle is bad",
+        "very poor",
+        "worst shuttle",
+        "hated the shuttle",
+        "terrible",
+        "the shuttle is very bad",
+        "poor shuttle",
+        "bad bad",
+    ]
+    paths = []
+    for name, repeat in (("train", 3), ("val", 1)):
+        df = pd.DataFrame({"text": (good + bad) * repeat, "label": ([1] * 8 + [0] * 8) * repeat})
+        paths.append(tmp_path / f"{name}.parquet")
+        df.to_parquet(paths[-1])
+    return paths[0], paths[1]
+
+
+def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path) -> None:
+    result = tt.train(PARAMS | {"base_model": str(tiny_bert)}, *splits)
+    assert len(result["history"]) == 1 and result["best_epoch"] == 1
+    assert 0.05 <= result["threshold"] <= 0.95
+    model_dir = tmp_path / "saved"
+    tt.save_transformer(
+        result["model"],
+        result["tokenizer"],
+        model_dir,
+        {"threshold": result["threshold"], "max_length": 16, "quantized": False, "n_classes": 2},
+    )
+    assert (model_dir / "model.safetensors").is_file()
+    assert not list(model_dir.glob("*.bin"))
+
+    predictor = load_predictor(model_dir)
+    texts = ["very good shuttle", "worst", "the shuttle is terrible READ MORE"]
+    reloaded = predictor.predict_proba(texts)
+    direct = probabilities(result["model"], result["tokenizer"], [clean_text(t) for t in texts], 16)
+    np.testing.assert_allclose(reloaded, direct, atol=1e-6)
+    assert predict(predictor, texts).shape == (3,)
+
+
+def test_training_is_seeded(tiny_bert, splits) -> None:
+    params = PARAMS | {"base_model": str(tiny_bert)}
+    first, second = tt.train(params, *splits), tt.train(params, *splits)
+    assert first["history"] == second["history"]
+
+
+def test_early_stopping_stops(tiny_bert, splits) -> None:
+    # lr 0 never improves validation F1 after the first epoch: patience 1 stops at epoch 2.
+    result = tt.train(PARAMS | {"base_model": str(tiny_bert), "epochs": 6, "lr": 0.0}, *splits)
+    assert len(result["history"]) == 2
+    assert result["best_epoch"] == 1
+
+
+def test_sorted_and_unsorted_batches_agree(tiny_bert) -> None:
+    predictor_dir = tiny_bert
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(predictor_dir)
+    tokenizer = AutoTokenizer.from_pretrained(predictor_dir)
+    texts = ["good", "the shuttle is very very good", "bad shuttle", "", "nice"]
+    np.testing.assert_allclose(
+        probabilities(model, tokenizer, texts, 16, batch_size=2),
+        probabilities(model, tokenizer, texts, 16, batch_size=2, sort=False),
+        atol=1e-5,
+    )
+
+
+def test_missing_base_model_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face model directory"):
+        tt.base_model_dir(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_real_minilm_fine_tunes_on_64_texts(splits, tmp_path) -> None:
+    train, val = splits
+    df = pd.read_parquet(train)
+    pd.concat([df, df, df]).head(64).to_parquet(tmp_path / "train64.parquet")
+    result = tt.train(
+        PARAMS | {"lr": 5e-5, "batch_size": 16, "max_length": 32}, tmp_path / "train64.parquet", val
+    )
+    assert result["model"].config.hidden_size == 384
+    assert result["history"][0]["train_loss"] > 0
