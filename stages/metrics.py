@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from sklearn.metrics import f1_score
 
@@ -34,7 +36,7 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int 
     correct = proba.argmax(axis=1) == y_true
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())

@@ -14,7 +14,22 @@ from stages.predictor import load_predictor, predict
 from stages.text import clean_text
 from stages.transformer_model import probabilities
 
-WORDS = ["good", "great", "nice", "excellent", "loved", "bad", "worst", "poor", "terrible", "hated", "the", "shuttle", "is", "very"]
+WORDS = [
+    "good",
+    "great",
+    "nice",
+    "excellent",
+    "loved",
+    "bad",
+    "worst",
+    "poor",
+    "terrible",
+    "hated",
+    "the",
+    "shuttle",
+    "is",
+    "very",
+]
 PARAMS = {
     "base_model": None,
     "epochs": 1,
