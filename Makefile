@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test test-fast lint lock clean
+.PHONY: run test test-fast lint lock clean serve bento rollback
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -29,6 +29,20 @@ run: $(VENV)/.installed
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## serve: serve the promoted model (BentoML store model `sentiment`) on http://127.0.0.1:3000
+serve: $(VENV)/.installed
+	$(BIN)/bentoml serve service:Sentiment --host 127.0.0.1 --port 3000
+
+## bento: build the bento; prints its tag and the generated Dockerfile
+bento: $(VENV)/.installed
+	@tag=$$($(BIN)/bentoml build --output tag | tail -n 1 | sed 's/^__tag__://') && \
+	echo "bento: $$tag" && \
+	echo "Dockerfile: $$($(BIN)/bentoml get $$tag -o path)/env/docker/Dockerfile"
+
+## rollback: move `production` back to `previous-production` and re-export it to BentoML
+rollback: $(VENV)/.installed
+	$(BIN)/python -m stages.gate rollback
 
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow"

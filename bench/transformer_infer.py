@@ -16,8 +16,7 @@ import time
 from stages.common import read_split
 from stages.metrics import macro_f1
 from stages.predictor import decide, load_predictor
-from stages.text import clean_text
-from stages.transformer_model import probabilities, quantize
+from stages.transformer_model import model_text, probabilities, quantize
 
 MODEL_DIR = "models/transformer"
 
@@ -25,7 +24,7 @@ MODEL_DIR = "models/transformer"
 def main() -> None:
     predictor = load_predictor(MODEL_DIR)
     texts, labels = read_split("data/prepared/test.parquet")
-    texts = [clean_text(t) for t in texts]
+    texts = [model_text(t) for t in texts]
     fp32 = predictor.model if not predictor.meta.get("quantized") else None
     if fp32 is None:
         from transformers import AutoModelForSequenceClassification

@@ -30,6 +30,11 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def emoji_as_words(text: str) -> str:
+    """👍 -> "thumbs up": for models whose vocabulary has no emoji (MiniLM's maps them to UNK)."""
+    return " ".join(emoji.demojize(text, delimiters=(" ", " ")).replace("_", " ").split())
+
+
 @cache
 def _tweet_tokenizer() -> TweetTokenizer:
     return TweetTokenizer(preserve_case=False, reduce_len=True)

@@ -33,6 +33,7 @@ from stages.predictor import best_threshold, decide
 from stages.tracking import log_model, stage_run
 from stages.transformer_model import (
     base_model_dir,
+    model_text,
     pick_device,
     probabilities,
     quantize,
@@ -73,7 +74,9 @@ def train(params: dict[str, Any], train_split: Path, val_split: Path) -> dict[st
     device = pick_device()
     texts, labels = read_split(train_split)
     texts, labels = subsample(texts, labels, params["max_train_samples"], params["seed"])
+    texts = [model_text(t) for t in texts]
     val_texts, val_labels = read_split(val_split)
+    val_texts = [model_text(t) for t in val_texts]
     n_classes = max(max(labels), max(val_labels)) + 1
     names = LABEL_NAMES["binary" if n_classes == 2 else "ternary"]
 

@@ -15,9 +15,14 @@ import numpy as np
 import torch
 
 from stages.common import write_json
-from stages.text import clean_text
+from stages.text import clean_text, emoji_as_words
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def model_text(text: str) -> str:
+    """Raw review -> the text the transformer sees (training and inference alike)."""
+    return emoji_as_words(clean_text(text))
 
 
 def base_model_dir(configured: str | None) -> Path:
@@ -111,7 +116,7 @@ class TransformerPredictor:
         return probabilities(
             self.model,
             self.tokenizer,
-            [clean_text(t) for t in texts],
+            [model_text(t) for t in texts],
             self.meta["max_length"],
             self.batch_size,
         )

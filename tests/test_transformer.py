@@ -11,8 +11,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from stages import train_transformer as tt
 from stages.predictor import load_predictor, predict
-from stages.text import clean_text
-from stages.transformer_model import probabilities
+from stages.transformer_model import model_text, probabilities
 
 WORDS = [
     "good",
@@ -29,6 +28,8 @@ WORDS = [
     "shuttle",
     "is",
     "very",
+    "thumbs",
+    "up",
 ]
 PARAMS = {
     "base_model": None,
@@ -111,9 +112,10 @@ def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path
     assert not list(model_dir.glob("*.bin"))
 
     predictor = load_predictor(model_dir)
-    texts = ["very good shuttle", "worst", "the shuttle is terrible READ MORE"]
+    # 👍 reaches the model as "thumbs up" on both paths (training and inference).
+    texts = ["very good shuttle", "worst 👍", "the shuttle is terrible READ MORE"]
     reloaded = predictor.predict_proba(texts)
-    direct = probabilities(result["model"], result["tokenizer"], [clean_text(t) for t in texts], 16)
+    direct = probabilities(result["model"], result["tokenizer"], [model_text(t) for t in texts], 16)
     np.testing.assert_allclose(reloaded, direct, atol=1e-6)
     assert predict(predictor, texts).shape == (3,)
 

@@ -1,0 +1,161 @@
+"""BentoML service for the promoted sentiment model.
+
+Two services: ``Sentiment`` is the HTTP API (validation, metrics, inference log) and funnels
+every request into ``SentimentModel.classify``, one batchable method with adaptive batching,
+which scores through the same ``stages.predictor`` code as evaluate and the gate.
+
+Environment:
+- ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
+  gate exported last);
+- ``SENTIMENT_MAX_CHARS`` (5000) and ``SENTIMENT_MAX_BATCH`` (256): input limits;
+- ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
+  ``inference-log/predictions.jsonl``; ``off`` disables it), rotated at
+  ``SENTIMENT_INFERENCE_LOG_MAX_BYTES`` (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MODEL_TAG = os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")
+MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
+MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
+LABELS = ("negative", "positive")
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be empty or whitespace only")
+    return text
+
+
+ReviewText = Annotated[str, Field(max_length=MAX_CHARS), AfterValidator(_not_blank)]
+
+
+class PredictRequest(BaseModel):
+    """``{"text": "..."}``: one review."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: ReviewText
+
+
+class PredictBatchRequest(BaseModel):
+    """``{"texts": ["...", ...]}``: up to ``SENTIMENT_MAX_BATCH`` reviews."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    texts: Annotated[list[ReviewText], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Prediction(BaseModel):
+    label: str
+    score: float
+    model_version: str
+
+
+def inference_logger() -> logging.Logger | None:
+    """A JSONL logger with size-based rotation, or None when switched off."""
+    path = os.environ.get("SENTIMENT_INFERENCE_LOG", "inference-log/predictions.jsonl")
+    if path.lower() in ("", "off", "false", "0"):
+        return None
+    logger = logging.getLogger("sentiment.inference")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                path,
+                maxBytes=int(os.environ.get("SENTIMENT_INFERENCE_LOG_MAX_BYTES", 10 * 2**20)),
+                backupCount=int(os.environ.get("SENTIMENT_INFERENCE_LOG_BACKUPS", "5")),
+                encoding="utf-8",
+                delay=True,
+            )
+        except OSError as err:  # a broken log path must not stop serving
+            logging.getLogger(__name__).warning("inference log disabled: %s", err)
+            return None
+        logger.addHandler(handler)
+    return logger
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+class SentimentModel:
+    """The model runner: one batchable method, adaptive batching across all requests."""
+
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        from stages.predictor import load_predictor
+
+        self.predictor = load_predictor(self.model_ref.path)
+        self.threshold = self.predictor.meta.get("threshold")
+        labels = self.model_ref.info.labels
+        self.version = labels.get("registry_version") or str(self.model_ref.tag.version)
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=10_000)
+    def classify(self, texts: list[str]) -> list[dict]:
+        from stages.predictor import decide
+
+        proba = self.predictor.predict_proba(texts)
+        labels = decide(proba, self.threshold)
+        return [
+            {"label": LABELS[label], "score": float(p[1]), "model_version": self.version}
+            for label, p in zip(labels, proba, strict=True)
+        ]
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+class Sentiment:
+    """``POST /predict`` and ``POST /predict_batch``; health, metrics and docs from BentoML."""
+
+    model = bentoml.depends(SentimentModel)
+
+    def __init__(self) -> None:
+        self.log = inference_logger()
+        self.predictions = bentoml.metrics.Counter(
+            name="sentiment_predictions_total",
+            documentation="Predictions by label",
+            labelnames=["label"],
+        )
+        self.confidence = bentoml.metrics.Histogram(
+            name="sentiment_confidence",
+            documentation="Confidence of the predicted label",
+            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+        )
+        self.length = bentoml.metrics.Histogram(
+            name="sentiment_text_length_chars",
+            documentation="Length of scored texts",
+            buckets=(10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+        )
+
+    async def _score(self, texts: list[str]) -> list[Prediction]:
+        results = await self.model.to_async.classify(texts)
+        now = datetime.now(UTC).isoformat()
+        for text, result in zip(texts, results, strict=True):
+            self.predictions.labels(label=result["label"]).inc()
+            score = result["score"]
+            self.confidence.observe(score if result["label"] == "positive" else 1 - score)
+            self.length.observe(len(text))
+            if self.log is not None:
+                self.log.info(
+                    json.dumps({"timestamp": now, "text": text, **result}, ensure_ascii=False)
+                )
+        return [Prediction(**r) for r in results]
+
+    @bentoml.api(input_spec=PredictRequest)
+    async def predict(self, text: str) -> Prediction:
+        """Sentiment of one review."""
+        return (await self._score([text]))[0]
+
+    @bentoml.api(input_spec=PredictBatchRequest)
+    async def predict_batch(self, texts: list[str]) -> list[Prediction]:
+        """Sentiment of several reviews, in order."""
+        return await self._score(texts)

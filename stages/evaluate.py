@@ -1,0 +1,252 @@
+"""evaluate: score every candidate on every split, run the behavioural suite, pick a champion.
+
+Candidates: the classical pipeline, the transformer, and their probability-averaging
+ensemble. The champion is chosen by validation macro-F1 (ties: lower latency), never by
+test, and written as a self-contained model directory ``models/champion`` for the gate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import emoji
+import mlflow
+import numpy as np
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from stages.behaviour import run_suite
+from stages.common import (
+    LABEL_NAMES,
+    atomic_path,
+    load_params,
+    read_split,
+    require_binary,
+    write_json,
+)
+from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
+from stages.predictor import (
+    META_FILE,
+    Predictor,
+    best_threshold,
+    decide,
+    load_predictor,
+    read_meta,
+)
+from stages.tracking import flatten, stage_run
+
+MODELS = {"classical": Path("models/classical"), "transformer": Path("models/transformer")}
+SPLITS = {
+    "val": Path("data/prepared/val.parquet"),
+    "test": Path("data/prepared/test.parquet"),
+    **{f"ood_{n}": Path(f"data/prepared/ood/{n}.parquet") for n in ("amazon", "imdb", "yelp")},
+}
+CHAMPION_DIR = Path("models/champion")
+OUT_DIR = Path("eval")
+
+
+def score(y: list[int], proba: np.ndarray, threshold: float | None, params: dict) -> dict:
+    """Every metric of one candidate on one split."""
+    pred = decide(proba, threshold)
+    precision, recall, f1, _ = precision_recall_fscore_support(y, pred, zero_division=0)
+    return {
+        "macro_f1": round(macro_f1(y, pred), 4),
+        "macro_f1_ci": bootstrap_ci(y, pred, params["bootstrap_resamples"], params["seed"]),
+        "accuracy": round(float(accuracy_score(y, pred)), 4),
+        "per_class": {
+            name: {
+                "precision": round(float(p), 4),
+                "recall": round(float(r), 4),
+                "f1": round(float(f), 4),
+            }
+            for name, p, r, f in zip(LABEL_NAMES["binary"], precision, recall, f1, strict=True)
+        },
+        "roc_auc": round(float(roc_auc_score(y, proba[:, 1])), 4),
+        "pr_auc": round(float(average_precision_score(y, proba[:, 1])), 4),
+        "brier": round(float(brier_score_loss(y, proba[:, 1])), 4),
+        "ece": round(expected_calibration_error(np.asarray(y), proba), 4),
+    }
+
+
+def latency_ms_per_1k(predictor: Predictor, texts: list[str]) -> float:
+    """Wall time of ``predict_proba`` on ``texts`` (after a warm-up), per 1,000 texts."""
+    predictor.predict_proba(texts[:64])
+    start = time.perf_counter()
+    predictor.predict_proba(texts)
+    return round((time.perf_counter() - start) / len(texts) * 1e6, 1)
+
+
+def dir_size_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 2)
+
+
+def slices(texts: list[str], y: list[int], pred: np.ndarray) -> dict[str, float]:
+    """Macro-F1 on short (<= 5 words) vs longer reviews, and with vs without emoji."""
+    y_arr = np.asarray(y)
+    short = np.array([len(t.split()) <= 5 for t in texts])
+    has_emoji = np.array([emoji.emoji_count(t) > 0 for t in texts])
+    masks = {"short": short, "long": ~short, "emoji": has_emoji, "no_emoji": ~has_emoji}
+    return {
+        name: {"macro_f1": round(macro_f1(y_arr[m], pred[m]), 4), "rows": int(m.sum())}
+        for name, m in masks.items()
+    }
+
+
+def write_plots(y: list[int], probas: dict[str, np.ndarray], thresholds: dict, out: Path) -> None:
+    """ROC, PR and confusion data for ``dvc plots`` and the same plots as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = LABEL_NAMES["binary"]
+    png = out / "png"
+    png.mkdir(parents=True, exist_ok=True)
+    roc_ax = plt.subplots(figsize=(5, 4))[1]
+    pr_ax = plt.subplots(figsize=(5, 4))[1]
+    for name, proba in probas.items():
+        fpr, tpr, _ = roc_curve(y, proba[:, 1])
+        write_json(
+            out / "roc" / f"{name}.json",
+            [
+                {"fpr": round(float(a), 4), "tpr": round(float(b), 4)}
+                for a, b in zip(fpr, tpr, strict=True)
+            ],
+        )
+        precision, recall, _ = precision_recall_curve(y, proba[:, 1])
+        write_json(
+            out / "pr" / f"{name}.json",
+            [
+                {"recall": round(float(r), 4), "precision": round(float(p), 4)}
+                for r, p in zip(recall, precision, strict=True)
+            ],
+        )
+        pred = decide(proba, thresholds[name])
+        write_json(
+            out / "confusion" / f"{name}.json",
+            [{"actual": names[a], "predicted": names[p]} for a, p in zip(y, pred, strict=True)],
+        )
+        RocCurveDisplay.from_predictions(y, proba[:, 1], name=name, ax=roc_ax)
+        PrecisionRecallDisplay.from_predictions(y, proba[:, 1], name=name, ax=pr_ax)
+        display = ConfusionMatrixDisplay.from_predictions(
+            y, pred, display_labels=names, colorbar=False
+        )
+        display.ax_.set_title(f"{name} (test)")
+        display.figure_.savefig(png / f"confusion_{name}.png", dpi=90, bbox_inches="tight")
+        plt.close(display.figure_)
+    for ax, title in ((roc_ax, "roc"), (pr_ax, "pr")):
+        ax.set_title(f"{title.upper()} on test")
+        ax.figure.savefig(png / f"{title}.png", dpi=90, bbox_inches="tight")
+        plt.close(ax.figure)
+
+
+def export_champion(name: str, thresholds: dict[str, float | None], target: Path) -> None:
+    """Copy the champion into one self-contained model directory (atomically)."""
+    with atomic_path(target) as tmp:
+        if name == "ensemble":
+            tmp.mkdir()
+            for member, source in MODELS.items():
+                shutil.copytree(source, tmp / member)
+            meta = {"flavor": "ensemble", "members": list(MODELS)}
+        else:
+            shutil.copytree(MODELS[name], tmp)
+            meta = read_meta(tmp)
+        write_json(tmp / META_FILE, meta | {"candidate": name, "threshold": thresholds[name]})
+
+
+def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """All metrics (the ``eval/metrics.json`` content) and the test probabilities."""
+    data = {split: read_split(path) for split, path in SPLITS.items()}
+    require_binary(data["test"][1], "evaluate")
+    predictors = {name: load_predictor(path) for name, path in MODELS.items()}
+    probas = {
+        name: {split: p.predict_proba(texts) for split, (texts, _) in data.items()}
+        for name, p in predictors.items()
+    }
+    probas["ensemble"] = {
+        split: np.mean([probas[n][split] for n in MODELS], axis=0) for split in data
+    }
+    thresholds = {name: p.meta.get("threshold") for name, p in predictors.items()}
+    thresholds["ensemble"] = best_threshold(data["val"][1], probas["ensemble"]["val"][:, 1])
+
+    test_texts = data["test"][0]
+    latency = {name: latency_ms_per_1k(p, test_texts) for name, p in predictors.items()}
+    latency["ensemble"] = round(sum(latency.values()), 1)
+    size = {name: dir_size_mb(path) for name, path in MODELS.items()}
+    size["ensemble"] = round(sum(size.values()), 2)
+
+    def labeller(name: str):
+        members = [predictors[name]] if name in predictors else list(predictors.values())
+        return lambda texts: decide(
+            np.mean([m.predict_proba(texts) for m in members], axis=0), thresholds[name]
+        )
+
+    metrics: dict[str, Any] = {}
+    for name in probas:
+        test_pred = decide(probas[name]["test"], thresholds[name])
+        metrics[name] = {
+            **{
+                split: score(y, probas[name][split], thresholds[name], params)
+                for split, (_, y) in data.items()
+            },
+            "threshold": thresholds[name],
+            "latency_ms_per_1k": latency[name],
+            "size_mb": size[name],
+            "behaviour": run_suite(labeller(name)),
+            "slices": slices(test_texts, data["test"][1], test_pred),
+        }
+    champion = max(probas, key=lambda n: (metrics[n]["val"]["macro_f1"], -latency[n]))
+    metrics["champion"] = {
+        "name": champion,
+        "val": {"macro_f1": metrics[champion]["val"]["macro_f1"]},
+        "test": {"macro_f1": metrics[champion]["test"]["macro_f1"]},
+    }
+    return metrics, {
+        "y": data["test"][1],
+        "probas": {n: p["test"] for n, p in probas.items()},
+        "thresholds": thresholds,
+    }
+
+
+def main() -> None:
+    params = load_params("evaluate")
+    with stage_run("evaluate"):
+        metrics, test = evaluate(params)
+        write_plots(test["y"], test["probas"], test["thresholds"], OUT_DIR / "plots")
+        export_champion(metrics["champion"]["name"], test["thresholds"], CHAMPION_DIR)
+        write_json(OUT_DIR / "metrics.json", metrics)
+        numeric = {
+            k.replace("[", "").replace("]", ""): v
+            for k, v in flatten(metrics).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        mlflow.log_metrics(numeric)
+        mlflow.set_tag("champion", metrics["champion"]["name"])
+        mlflow.log_artifacts(str(OUT_DIR / "plots" / "png"), "plots")
+        mlflow.log_artifact(str(OUT_DIR / "metrics.json"))
+    champ = metrics["champion"]
+    print(
+        f"evaluate: champion {champ['name']} val {champ['val']['macro_f1']} "
+        f"test {champ['test']['macro_f1']}; "
+        + ", ".join(
+            f"{n} test {metrics[n]['test']['macro_f1']}"
+            for n in ("classical", "transformer", "ensemble")
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
