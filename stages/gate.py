@@ -9,6 +9,7 @@ holds (``decide``). Promotion registers a version, exports it to the BentoML sto
 
     python -m stages.gate            # the DVC stage
     python -m stages.gate rollback   # production <-> previous-production, re-exported
+    python -m stages.gate export     # models/champion -> BentoML store (CI image builds)
 """
 
 from __future__ import annotations
@@ -223,13 +224,37 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def export_decided(params: dict[str, Any]) -> str:
+    """Export ``models/champion`` (e.g. after ``dvc pull``) as the version the gate recorded.
+
+    For machines without access to the registry (CI image builds): the version comes from
+    ``gate/decision.json``, which is committed with the pipeline's outputs.
+    """
+    import json
+
+    record = json.loads(DECISION.read_text())
+    if not record["promoted"]:
+        raise SystemExit(f"export: {DECISION} says the champion was not promoted; nothing to ship")
+    return export_to_bentoml(
+        CANDIDATE_DIR,
+        params["bento_model"],
+        record["candidate_version"],
+        {"git_commit": record["git_commit"]},
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Promotion gate (default) or rollback.")
-    parser.add_argument("command", nargs="?", default="gate", choices=["gate", "rollback"])
+    parser = argparse.ArgumentParser(description="Promotion gate (default), rollback, export.")
+    parser.add_argument(
+        "command", nargs="?", default="gate", choices=["gate", "rollback", "export"]
+    )
     args = parser.parse_args()
     params = load_params("gate")
     if args.command == "rollback":
         print(f"rollback: {rollback(params)}")
+        return
+    if args.command == "export":
+        print(f"export: {export_decided(params)}")
         return
     record = run_stage(params)
     failing = [rule for rule, v in record["rules"].items() if not v["passed"]]

@@ -1,0 +1,419 @@
+"""drift: calibrated drift detection on text, for the pipeline and for the inference log.
+
+A window of current texts is compared with a seeded sample of the training texts by a
+battery of tests, each with a p-value and an effect size, Holm-corrected at family level
+``alpha``: predicted-label share (chi-square), champion score distribution (KS), word count
+(Mann-Whitney), out-of-vocabulary rate (one-sided Mann-Whitney), MMD on the L2-normalised
+TF-IDF->SVD projection (median-heuristic RBF kernel, permutation p-value (k+1)/(B+1)) and a
+domain classifier (out-of-fold AUC, Mann-Whitney p-value). Windows smaller than
+``min_window`` report "insufficient data", never drift.
+
+    python -m stages.drift                      # the DVC stage (test split + ood sets)
+    python -m stages.drift --current log.jsonl  # any CSV/Parquet/JSONL with a 'text' column
+
+Exit status of the CLI: 0 no drift, 1 drift, 3 retrain (``retrain_after`` consecutive
+drifting windows), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
+
+from stages.common import (
+    atomic_path,
+    load_params,
+    load_skops,
+    read_split,
+    save_skops,
+    write_json,
+)
+from stages.predictor import Predictor, decide, load_predictor
+from stages.text import Tokenizer
+
+REFERENCE_DIR = Path("drift/reference")
+OUT_DIR = Path("drift")
+CHAMPION_DIR = Path("models/champion")
+CURRENT_SETS = {
+    "test": Path("data/prepared/test.parquet"),
+    **{f"ood_{n}": Path(f"data/prepared/ood/{n}.parquet") for n in ("amazon", "imdb", "yelp")},
+}
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
+TOKENIZER = Tokenizer(emoji_mode="keep")
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    ordered = sorted(p_values.items(), key=lambda kv: kv[1])
+    m, running, adjusted = len(ordered), 0.0, {}
+    for rank, (name, p) in enumerate(ordered):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[name] = running
+    return adjusted
+
+
+def word_counts(texts: list[str]) -> np.ndarray:
+    return np.array([len(t.split()) for t in texts], dtype=float)
+
+
+def oov_rates(texts: list[str], vocabulary: set[str]) -> np.ndarray:
+    rates = []
+    for text in texts:
+        tokens = TOKENIZER(text)
+        rates.append(sum(t not in vocabulary for t in tokens) / len(tokens) if tokens else 0.0)
+    return np.array(rates)
+
+
+def mmd_permutation_test(
+    x: np.ndarray, y: np.ndarray, permutations: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Biased MMD^2 with a median-heuristic RBF kernel and its permutation p-value."""
+    pooled = np.vstack([x, y])
+    sq = np.sum(pooled**2, axis=1)
+    distances = np.maximum(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0)
+    bandwidth = np.median(distances[np.triu_indices_from(distances, k=1)])
+    kernel = np.exp(-distances / max(bandwidth, 1e-12))
+    n, m = len(x), len(pooled)
+    # Column j of `signs` weights the pooled rows as one split: +1/n (first) and -1/(m-n).
+    assignments = np.vstack([np.arange(m)] + [rng.permutation(m) for _ in range(permutations)])
+    signs = np.where(assignments < n, 1.0 / n, -1.0 / (m - n)).T
+    statistics = np.einsum("ij,ij->j", signs, kernel @ signs)
+    observed = statistics[0]
+    p_value = (np.sum(statistics[1:] >= observed) + 1) / (permutations + 1)
+    return float(observed), float(p_value)
+
+
+@dataclass
+class Reference:
+    texts: list[str]
+    scores: np.ndarray
+    labels: np.ndarray
+    vocabulary: set[str]
+    projection: Pipeline
+
+    def save(self, directory: Path) -> None:
+        with atomic_path(directory) as tmp:
+            tmp.mkdir()
+            pd.DataFrame({"text": self.texts}).to_parquet(tmp / "sample.parquet")
+            pd.DataFrame({"score": self.scores, "predicted": self.labels}).to_parquet(
+                tmp / "scores.parquet"
+            )
+            (tmp / "vocabulary.json").write_text(json.dumps(sorted(self.vocabulary)))
+            save_skops(self.projection, tmp / "projection.skops")
+
+    @classmethod
+    def load(cls, directory: Path) -> Reference:
+        sample = pd.read_parquet(directory / "sample.parquet")
+        scores = pd.read_parquet(directory / "scores.parquet")
+        return cls(
+            sample["text"].tolist(),
+            scores["score"].to_numpy(),
+            scores["predicted"].to_numpy(),
+            set(json.loads((directory / "vocabulary.json").read_text())),
+            load_skops(directory / "projection.skops"),
+        )
+
+
+def build_reference(
+    train_texts: list[str], val_texts: list[str], predictor: Predictor, params: dict[str, Any]
+) -> Reference:
+    """Reference artefacts, each fitted on data the compared texts were not drawn from.
+
+    The reference sample is held out of the vocabulary and the TF-IDF->SVD projection (both
+    fitted on the rest of train), and the champion's reference scores come from the
+    validation split: on its own training texts the champion is over-confident, and either
+    bias would flag in-distribution windows as drift.
+    """
+    rng = np.random.default_rng(params["seed"])
+    size = min(params["reference_size"], len(train_texts) // 2)
+    chosen = set(rng.choice(len(train_texts), size, replace=False).tolist())
+    sample = [t for i, t in enumerate(train_texts) if i in chosen]
+    rest = [t for i, t in enumerate(train_texts) if i not in chosen]
+    vocabulary = {token for text in rest for token in TOKENIZER(text)}
+    projection = Pipeline(
+        [
+            (
+                "tfidf",
+                TfidfVectorizer(
+                    tokenizer=TOKENIZER,
+                    token_pattern=None,
+                    lowercase=False,
+                    sublinear_tf=True,
+                    min_df=2,
+                ),
+            ),
+            ("svd", TruncatedSVD(params["svd_components"], random_state=params["seed"])),
+            ("l2", Normalizer()),
+        ]
+    ).fit(rest)
+    proba = predictor.predict_proba(val_texts)
+    return Reference(
+        sample, proba[:, -1], decide(proba, predictor.meta.get("threshold")), vocabulary, projection
+    )
+
+
+class DriftDetector:
+    """Runs the battery on windows of current texts against one reference."""
+
+    def __init__(self, reference: Reference, predictor: Predictor | None, params: dict[str, Any]):
+        self.ref = reference
+        self.predictor = predictor
+        self.params = params
+        self.ref_words = word_counts(reference.texts)
+        self.ref_oov = oov_rates(reference.texts, reference.vocabulary)
+        self.ref_embedding = reference.projection.transform(reference.texts)
+
+    def test_window(
+        self, texts: list[str], scores: np.ndarray | None = None, seed: int | None = None
+    ) -> dict[str, Any]:
+        """All tests on one window; ``scores`` (champion P(positive)) skips re-scoring."""
+        params = self.params
+        if len(texts) < params["min_window"]:
+            return {
+                "status": "insufficient data",
+                "drift_detected": False,
+                "n": len(texts),
+                "min_window": params["min_window"],
+            }
+        rng = np.random.default_rng(params["seed"] if seed is None else seed)
+        # Raw texts on purpose: a format change (e.g. a scraping artifact) is drift too.
+        if scores is None:
+            proba = self.predictor.predict_proba(texts)
+            scores = proba[:, -1]
+            predicted = decide(proba, self.predictor.meta.get("threshold"))
+        else:
+            threshold = self.predictor.meta.get("threshold") if self.predictor else 0.5
+            predicted = (scores >= (0.5 if threshold is None else threshold)).astype(int)
+        results: dict[str, dict[str, float]] = {}
+
+        table = np.array(
+            [np.bincount(self.ref.labels, minlength=2), np.bincount(predicted, minlength=2)]
+        )
+        chi2 = stats.chi2_contingency(table) if table.min(axis=0).all() else None
+        results["label_share"] = {
+            "p_value": 1.0 if chi2 is None else float(chi2.pvalue),
+            "effect": float(predicted.mean() - self.ref.labels.mean()),
+        }
+        ks = stats.ks_2samp(self.ref.scores, scores)
+        results["score_ks"] = {"p_value": float(ks.pvalue), "effect": float(ks.statistic)}
+        words = word_counts(texts)
+        mw = stats.mannwhitneyu(words, self.ref_words, alternative="two-sided")
+        results["word_count"] = {
+            "p_value": float(mw.pvalue),
+            "effect": float(np.median(words) - np.median(self.ref_words)),
+        }
+        oov = oov_rates(texts, self.ref.vocabulary)
+        mw = stats.mannwhitneyu(oov, self.ref_oov, alternative="greater")
+        results["oov_rate"] = {
+            "p_value": float(mw.pvalue),
+            "effect": float(oov.mean() - self.ref_oov.mean()),
+        }
+
+        embedding = self.ref.projection.transform(texts)
+        mmd, p_value = mmd_permutation_test(
+            self.ref_embedding, embedding, params["permutations"], rng
+        )
+        results["mmd"] = {"p_value": p_value, "effect": mmd}
+        features = np.vstack([self.ref_embedding, embedding])
+        domain = np.r_[np.zeros(len(self.ref_embedding)), np.ones(len(embedding))]
+        folds = StratifiedKFold(5, shuffle=True, random_state=int(rng.integers(2**31)))
+        oof = cross_val_predict(
+            LogisticRegression(max_iter=1000), features, domain, cv=folds, method="predict_proba"
+        )[:, 1]
+        mw = stats.mannwhitneyu(oof[domain == 1], oof[domain == 0], alternative="greater")
+        results["domain_auc"] = {
+            "p_value": float(mw.pvalue),
+            "effect": float(mw.statistic / (len(embedding) * len(self.ref_embedding))),
+        }
+
+        adjusted = holm({name: r["p_value"] for name, r in results.items()})
+        for name, result in results.items():
+            result["p_adjusted"] = adjusted[name]
+            result["drift"] = adjusted[name] < params["alpha"]
+        drifting = any(r["drift"] for r in results.values())
+        return {
+            "status": "drift" if drifting else "no drift",
+            "drift_detected": drifting,
+            "n": len(texts),
+            "tests": results,
+            "length": {"reference": self.ref_words.tolist(), "current": words.tolist()},
+            "scores": {"reference": self.ref.scores.tolist(), "current": scores.tolist()},
+        }
+
+
+def read_current(path: Path) -> list[str]:
+    """Texts from a CSV, Parquet or JSONL file with a 'text' column (clear errors)."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    readers = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"{path}: unsupported format {path.suffix!r} (csv, parquet, jsonl)")
+    try:
+        frame = reader(path)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read as {path.suffix[1:]}: {err}") from err
+    if "text" not in frame.columns:
+        raise ValueError(f"{path}: no 'text' column (columns: {list(frame.columns)})")
+    texts = frame["text"].dropna().astype(str)
+    return texts[texts.str.strip() != ""].tolist()
+
+
+def windows_verdict(results: list[dict], retrain_after: int) -> dict[str, Any]:
+    """Longest run of consecutive drifting windows and the retrain rule."""
+    longest = run = 0
+    for result in results:
+        run = run + 1 if result["drift_detected"] else 0
+        longest = max(longest, run)
+    return {
+        "windows": len(results),
+        "drifting": sum(r["drift_detected"] for r in results),
+        "longest_drifting_run": longest,
+        "retrain": longest >= retrain_after,
+    }
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The metrics part of one window's result (no raw distributions)."""
+    return {k: v for k, v in result.items() if k not in ("length", "scores")}
+
+
+def write_report(results: dict[str, dict], out_dir: Path) -> None:
+    """drift/report.md with a tests table and PNG plots per current set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [
+        "# Drift report",
+        "",
+        "| current set | n | verdict | "
+        + " | ".join(["label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc"])
+        + " |",
+        "|---" * 9 + "|",
+    ]
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    rows: list[str] = []
+    images: list[str] = []
+    for name, result in results.items():
+        tests = result.get("tests", {})
+        cells = [
+            f"{tests[t]['p_adjusted']:.3g}{' ⚠' if tests[t]['drift'] else ''}"
+            if t in tests
+            else "-"
+            for t in ["label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc"]
+        ]
+        rows.append(f"| {name} | {result['n']} | {result['status']} | " + " | ".join(cells) + " |")
+        if "length" in result:
+            fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+            for key, ax, title in (
+                ("length", left, "words per text"),
+                ("scores", right, "champion P(positive)"),
+            ):
+                ax.hist(
+                    result[key]["reference"], bins=30, alpha=0.5, density=True, label="reference"
+                )
+                ax.hist(result[key]["current"], bins=30, alpha=0.5, density=True, label=name)
+                ax.set_title(title)
+                ax.legend()
+            fig.tight_layout()
+            fig.savefig(plots / f"{name}.png", dpi=80)
+            plt.close(fig)
+            images += ["", f"![{name}](plots/{name}.png)"]
+    lines += [*rows, "", "Cells: Holm-adjusted p-values; ⚠ marks a test below the family alpha."]
+    lines += images
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def run_stage(params: dict[str, Any]) -> dict[str, Any]:
+    import mlflow
+
+    from stages.tracking import stage_run
+
+    with stage_run("drift"):
+        predictor = load_predictor(CHAMPION_DIR)
+        train_texts, _ = read_split("data/prepared/train.parquet")
+        val_texts, _ = read_split("data/prepared/val.parquet")
+        reference = build_reference(train_texts, val_texts, predictor, params)
+        reference.save(REFERENCE_DIR)
+        detector = DriftDetector(reference, predictor, params)
+        rng = np.random.default_rng(params["seed"])
+        results = {}
+        for name, path in CURRENT_SETS.items():
+            texts, _ = read_split(path)
+            if len(texts) > params["window_size"]:
+                texts = [
+                    texts[i] for i in rng.choice(len(texts), params["window_size"], replace=False)
+                ]
+            results[name] = detector.test_window(texts)
+        write_report(results, OUT_DIR)
+        report = {name: summary(r) for name, r in results.items()}
+        write_json(OUT_DIR / "report.json", report)
+        mlflow.log_metrics(
+            {f"{name}.drift_detected": int(r["drift_detected"]) for name, r in results.items()}
+        )
+        mlflow.log_artifacts(str(OUT_DIR / "plots"), "plots")
+        mlflow.log_artifact(str(OUT_DIR / "report.md"))
+    return report
+
+
+def run_cli(current: Path, params: dict[str, Any], out: Path) -> int:
+    try:
+        texts = read_current(current)
+    except ValueError as err:
+        print(f"drift: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    detector = DriftDetector(Reference.load(REFERENCE_DIR), load_predictor(CHAMPION_DIR), params)
+    size = params["window_size"]
+    chunks = [texts[i : i + size] for i in range(0, len(texts), size)] or [[]]
+    if len(chunks) > 1 and len(chunks[-1]) < params["min_window"]:
+        chunks[-2:] = [chunks[-2] + chunks[-1]]
+    results = [detector.test_window(chunk) for chunk in chunks]
+    verdict = windows_verdict(results, params["retrain_after"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report({f"window_{i}": r for i, r in enumerate(results)}, out.parent)
+    write_json(
+        out, {"current": str(current), **verdict, "windows_detail": [summary(r) for r in results]}
+    )
+    print(f"drift: {json.dumps(verdict)} -> {out}")
+    if verdict["retrain"]:
+        return EXIT_RETRAIN
+    return EXIT_DRIFT if verdict["drifting"] else EXIT_NO_DRIFT
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Drift detection (stage, or --current FILE).")
+    parser.add_argument("--current", type=Path, help="CSV/Parquet/JSONL with a 'text' column")
+    parser.add_argument("--out", type=Path, default=Path("drift/current/report.json"))
+    args = parser.parse_args()
+    params = load_params("drift")
+    if args.current is None:
+        report = run_stage(params)
+        print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
+        return
+    sys.exit(run_cli(args.current, params, args.out))
+
+
+if __name__ == "__main__":
+    main()

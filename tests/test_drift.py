@@ -1,0 +1,170 @@
+"""drift: false alarms stay rare, a real domain shift is found, errors are clear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from stages import drift
+from stages.predictor import load_predictor, save_classical
+from stages.prepare import read_ood, read_raw, to_prepared
+from tests.conftest import SHARED
+
+PARAMS = {
+    "reference_size": 600,
+    "svd_components": 20,
+    "window_size": 200,
+    "min_window": 200,
+    "permutations": 200,
+    "alpha": 0.05,
+    "retrain_after": 2,
+    "seed": 11,
+}
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Real Flipkart texts: train part for the reference, held-out part for null windows."""
+    raw = (
+        read_raw(SHARED / "datasets" / "flipkart_reviews" / "reviews.csv")
+        .dropna(subset=["Review text"])
+        .drop_duplicates(subset=["Review text"])
+    )
+    data = to_prepared(raw, "binary").sample(frac=1, random_state=0)
+    train, held = data.iloc[:3000], data.iloc[3000:]
+    model_dir = tmp_path_factory.mktemp("model") / "champion"
+    pipeline = Pipeline(
+        [("features", TfidfVectorizer()), ("classifier", LogisticRegression(max_iter=1000))]
+    )
+    save_classical(
+        pipeline.fit(train["text"].tolist(), train["label"]),
+        model_dir,
+        {"threshold": 0.5, "n_classes": 2},
+    )
+    predictor = load_predictor(model_dir)
+    reference = drift.build_reference(
+        train["text"].tolist(), held["text"].tolist()[:400], predictor, PARAMS
+    )
+    imdb = read_ood(SHARED / "datasets" / "uci_sentiment_sentences" / "imdb_labelled.txt", "binary")
+    return {
+        "detector": drift.DriftDetector(reference, predictor, PARAMS),
+        "reference": reference,
+        "held": held["text"].tolist()[400:],
+        "imdb": imdb["text"].tolist(),
+    }
+
+
+def test_false_positive_rate_on_null_windows(setting) -> None:
+    rng = np.random.default_rng(0)
+    held = setting["held"]
+    alarms = [
+        setting["detector"].test_window(
+            [held[i] for i in rng.choice(len(held), 200, replace=False)], seed=s
+        )["drift_detected"]
+        for s in range(60)
+    ]
+    assert np.mean(alarms) < 0.15
+
+
+def test_imdb_window_is_detected(setting) -> None:
+    result = setting["detector"].test_window(setting["imdb"][:200])
+    assert result["drift_detected"] and result["status"] == "drift"
+    assert set(result["tests"]) == {
+        "label_share",
+        "score_ks",
+        "word_count",
+        "oov_rate",
+        "mmd",
+        "domain_auc",
+    }
+    assert result["tests"]["oov_rate"]["effect"] > 0
+    assert all(r["p_adjusted"] >= r["p_value"] for r in result["tests"].values())
+
+
+def test_same_seed_same_p_values(setting) -> None:
+    window = setting["held"][:250]
+    first = setting["detector"].test_window(window, seed=5)["tests"]
+    second = setting["detector"].test_window(window, seed=5)["tests"]
+    assert first == second
+
+
+def test_small_window_is_insufficient_data(setting) -> None:
+    result = setting["detector"].test_window(setting["imdb"][:199])
+    assert result == {
+        "status": "insufficient data",
+        "drift_detected": False,
+        "n": 199,
+        "min_window": 200,
+    }
+
+
+def test_holm_adjustment() -> None:
+    adjusted = drift.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+
+
+def test_mmd_p_value_includes_the_observed_statistic() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))
+    _, p_value = drift.mmd_permutation_test(x, x.copy(), 199, rng)
+    assert 1 / 200 <= p_value <= 1
+
+
+def test_retrain_rule_needs_consecutive_windows() -> None:
+    flags = [{"drift_detected": d} for d in (True, False, True, True, False)]
+    assert drift.windows_verdict(flags, 2) == {
+        "windows": 5,
+        "drifting": 3,
+        "longest_drifting_run": 2,
+        "retrain": True,
+    }
+    assert not drift.windows_verdict(flags, 3)["retrain"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("log.jsonl", '{"text": "ok"}\n{broken', "cannot read as jsonl"),
+        ("log.csv", "review,label\ngood,1\n", "no 'text' column"),
+        ("log.txt", "good\n", "unsupported format"),
+    ],
+)
+def test_malformed_input_is_a_clear_error(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        drift.read_current(path)
+
+
+def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    setting["reference"].save(drift.REFERENCE_DIR)
+    monkeypatch.setattr(drift, "load_predictor", lambda _: setting["detector"].predictor)
+    log = tmp_path / "predictions.jsonl"
+    records = [
+        {"timestamp": "t", "text": t, "label": "positive", "score": 0.9, "model_version": "1"}
+        for t in setting["imdb"][:400]
+    ]
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    code = drift.run_cli(log, PARAMS, tmp_path / "out" / "report.json")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["windows"] == 2 and report["retrain"]
+    assert code == drift.EXIT_RETRAIN
+    quiet = tmp_path / "quiet.parquet"
+    pd.DataFrame({"text": setting["held"][:200]}).to_parquet(quiet)
+    assert drift.run_cli(quiet, PARAMS, tmp_path / "q.json") in (
+        drift.EXIT_NO_DRIFT,
+        drift.EXIT_DRIFT,
+    )
+    assert drift.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
+        drift.EXIT_BAD_INPUT
+    )
