@@ -1,0 +1,95 @@
+"""The pull-request report, in a temporary git + DVC repository with two commits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from stages.report import build_report
+from tests.conftest import sh
+
+DVC_YAML = {
+    "stages": {
+        "evaluate": {
+            "cmd": "true",
+            "params": ["evaluate"],
+            "metrics": [{"eval/metrics.json": {"cache": False}}],
+        }
+    }
+}
+
+
+def metrics(classical: float, champion: str) -> dict:
+    score = {"macro_f1": classical, "macro_f1_ci": [classical - 0.02, classical + 0.02]}
+    return {
+        "classical": {"test": score},
+        "transformer": {"test": {"macro_f1": 0.87, "macro_f1_ci": [0.85, 0.89]}},
+        "ensemble": {"test": {"macro_f1": 0.86, "macro_f1_ci": [0.84, 0.88]}},
+        "champion": {"name": champion, "test": {"macro_f1": 0.87}},
+    }
+
+
+def write(root: Path, path: str, data: dict) -> None:
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_text(json.dumps(data) if path.endswith(".json") else yaml.safe_dump(data))
+
+
+def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "dvc", "init", "-q")
+    write(root, "dvc.yaml", DVC_YAML)
+    write(root, "params.yaml", {"evaluate": {"seed": 1, "bootstrap_resamples": 1000}})
+    write(root, "eval/metrics.json", metrics(0.84, "transformer"))
+    write(
+        root,
+        "dvc.lock",
+        {
+            "schema": "2.0",
+            "stages": {
+                "prepare": {"cmd": "x", "deps": [{"path": "data/raw/reviews.csv", "md5": "aaa"}]}
+            },
+        },
+    )
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+
+    write(root, "params.yaml", {"evaluate": {"seed": 2, "bootstrap_resamples": 1000}})
+    write(root, "eval/metrics.json", metrics(0.80, "transformer"))
+    write(
+        root,
+        "gate/decision.json",
+        {
+            "promoted": False,
+            "rules": {
+                "min_delta": {"candidate": 0.80, "threshold": 0.875, "passed": False},
+                "min_f1": {"candidate": 0.80, "threshold": 0.8, "passed": True},
+            },
+        },
+    )
+    write(
+        root,
+        "drift/report.json",
+        {
+            "test": {"status": "no drift", "tests": {}},
+            "ood_imdb": {"status": "drift", "tests": {"mmd": {"drift": True}}},
+        },
+    )
+    (root / "eval/plots/png").mkdir(parents=True)
+    (root / "eval/plots/png/confusion_transformer.png").write_bytes(b"\x89PNG")
+    (root / "eval/plots/png/roc.png").write_bytes(b"\x89PNG")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "head")
+
+    report = build_report(root, "HEAD~1")
+    assert "| `evaluate.seed` | 1 | 2 |" in report
+    assert "| classical | 0.8400 [0.820, 0.860] | 0.8000 [0.780, 0.820] | ▼ -0.0400 |" in report
+    assert "| transformer | 0.8700 [0.850, 0.890] | 0.8700 [0.850, 0.890] | = +0.0000 |" in report
+    assert "**Kept production.** Failing rules: `min_delta` (0.8 vs threshold 0.875)." in report
+    assert "| ood_imdb | drift | mmd |" in report
+    assert "![confusion_transformer](eval/plots/png/confusion_transformer.png)" in report
+    assert "![roc](eval/plots/png/roc.png)" in report
+    assert "| data/raw/reviews.csv | `aaa` | `aaa` |" in report
