@@ -15,6 +15,7 @@ Environment:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.handlers
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import bentoml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -30,6 +32,7 @@ MODEL_TAG = os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")
 MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
 LABELS = ("negative", "positive")
+CONNECTION_RETRIES = 4
 
 
 def _not_blank(text: str) -> str:
@@ -136,8 +139,21 @@ class Sentiment:
             buckets=(10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
 
+    async def _classify(self, texts: list[str]) -> list[dict]:
+        """Call the model service, retrying dropped connections (scoring is idempotent).
+
+        BentoML 1.4's internal client can reuse a connection the model server has already
+        closed (bentoml/BentoML#4971, fix pending in PR #5698); a retry is safe here.
+        """
+        for attempt in range(CONNECTION_RETRIES):
+            try:
+                return await self.model.to_async.classify(texts)
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.01 * 2**attempt)
+        return await self.model.to_async.classify(texts)
+
     async def _score(self, texts: list[str]) -> list[Prediction]:
-        results = await self.model.to_async.classify(texts)
+        results = await self._classify(texts)
         now = datetime.now(UTC).isoformat()
         for text, result in zip(texts, results, strict=True):
             self.predictions.labels(label=result["label"]).inc()

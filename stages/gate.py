@@ -9,7 +9,7 @@ holds (``decide``). Promotion registers a version, exports it to the BentoML sto
 
     python -m stages.gate            # the DVC stage
     python -m stages.gate rollback   # production <-> previous-production, re-exported
-    python -m stages.gate export     # models/champion -> BentoML store (CI image builds)
+    python -m stages.gate export     # production model -> BentoML store (image builds)
 """
 
 from __future__ import annotations
@@ -129,7 +129,16 @@ def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_versio
             CANDIDATE_DIR,
             params["bento_model"],
             version.version,
-            {"metrics": tags.get("metrics", "")},
+            {
+                k: tags[k]
+                for k in (
+                    "test.macro_f1",
+                    "latency_ms_per_1k",
+                    "git.commit",
+                    "params.hash",
+                    "data.md5.test",
+                )
+            },
         )
         if old_version is not None:
             client.set_registered_model_alias(name, PREVIOUS, old_version.version)
@@ -224,17 +233,31 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def export_decided(params: dict[str, Any]) -> str:
-    """Export ``models/champion`` (e.g. after ``dvc pull``) as the version the gate recorded.
+def export_production(params: dict[str, Any]) -> str:
+    """Put the production model into the BentoML store (for image builds, e.g. in CI).
 
-    For machines without access to the registry (CI image builds): the version comes from
-    ``gate/decision.json``, which is committed with the pipeline's outputs.
+    From the registry when it has a ``production`` alias; otherwise (no registry reachable
+    from the build machine) ``models/champion`` after ``dvc pull``, but only when
+    ``gate/decision.json``, committed with the pipeline's outputs, says it was promoted.
     """
     import json
 
+    configure()
+    name = params["registered_model"]
+    try:
+        current = production_version(MlflowClient(), name)
+    except MlflowException:
+        current = None
+    if current is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = download_model_dir(name, str(current.version), Path(tmp))
+            return export_to_bentoml(model_dir, params["bento_model"], str(current.version), {})
     record = json.loads(DECISION.read_text())
     if not record["promoted"]:
-        raise SystemExit(f"export: {DECISION} says the champion was not promoted; nothing to ship")
+        raise SystemExit(
+            f"export: no '{PRODUCTION}' alias in the registry and {DECISION} says "
+            "the champion was not promoted; set MLFLOW_TRACKING_URI to the registry"
+        )
     return export_to_bentoml(
         CANDIDATE_DIR,
         params["bento_model"],
@@ -254,7 +277,7 @@ def main() -> None:
         print(f"rollback: {rollback(params)}")
         return
     if args.command == "export":
-        print(f"export: {export_decided(params)}")
+        print(f"export: {export_production(params)}")
         return
     record = run_stage(params)
     failing = [rule for rule, v in record["rules"].items() if not v["passed"]]

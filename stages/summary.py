@@ -3,47 +3,70 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
-from dvc.api import metrics_show
 
 from stages.common import REPO_ROOT
 from stages.tracking import tracking_uri
 
-HEADLINES = (
-    "rows",
-    "quarantined.total",
-    "leakage.test_texts_in_train",
-    "best.cv_macro_f1",
-    "champion.name",
-    "champion.test.macro_f1",
-    "promoted",
-    "drift_detected",
-)
+
+def read(path: str) -> dict:
+    file = REPO_ROOT / path
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
-def headline(metrics: dict, prefix: str = "") -> dict:
-    """Flatten a metrics file, keeping only the keys a reader looks for first."""
-    found = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if name in HEADLINES or key in HEADLINES:
-            found[name] = value
-        elif isinstance(value, dict):
-            found |= headline(value, f"{name}.")
-    return found
+def headlines() -> list[str]:
+    """One line per stage that has produced its metrics so far."""
+    lines = []
+    if stats := read("data/prepared/stats.json"):
+        lines.append(
+            f"prepare: rows {stats['rows']}, quarantined "
+            f"{stats['quarantined']['total']}, test texts also in train "
+            f"{stats['leakage']['test_texts_in_train']}"
+        )
+    if best := read("tune/best.json"):
+        lines.append(
+            f"tune: {best['best_params']['classifier']} cv macro-F1 "
+            f"{best['cv_macro_f1']}, val {best['val_macro_f1']}"
+        )
+    if trained := read("train_transformer/metrics.json"):
+        lines.append(
+            f"train_transformer: val macro-F1 {trained['val_macro_f1']} "
+            f"(epoch {trained['best_epoch']}, {trained['train_seconds']} s)"
+        )
+    if metrics := read("eval/metrics.json"):
+        scores = ", ".join(
+            f"{n} {metrics[n]['test']['macro_f1']}"
+            for n in ("classical", "transformer", "ensemble")
+        )
+        lines.append(f"evaluate: test macro-F1 {scores}; champion {metrics['champion']['name']}")
+    if decision := read("gate/decision.json"):
+        failing = [r for r, v in decision["rules"].items() if not v["passed"]]
+        lines.append(
+            "gate: "
+            + (
+                f"promoted version {decision['candidate_version']}"
+                if decision["promoted"]
+                else f"kept production (failing: {', '.join(failing)})"
+            )
+        )
+    if report := read("drift/report.json"):
+        lines.append("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
+    return lines
 
 
 def main() -> None:
-    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    lock_file = REPO_ROOT / "dvc.lock"
+    stages = list(yaml.safe_load(lock_file.read_text())["stages"]) if lock_file.is_file() else []
     print("\n== Pipeline summary ==")
-    print("stages:", ", ".join(lock["stages"]))
-    for key, value in headline(metrics_show(repo=str(REPO_ROOT))).items():
-        print(f"  {key}: {json.dumps(value)}")
-    print(f"outputs: {REPO_ROOT / 'data'} and {REPO_ROOT / 'models'} (dvc.lock lists every one)")
+    print("stages:", " -> ".join(stages))
+    for line in headlines():
+        print(f"  {line}")
+    print(f"outputs: {Path('data')}, {Path('models')}, eval/, gate/, drift/ (dvc.lock lists all)")
     print(
-        f"MLflow: {tracking_uri()}  (open with: .venv/bin/mlflow ui --backend-store-uri "
-        f"{tracking_uri()})"
+        f"MLflow: {tracking_uri()}\n  open it with: .venv/bin/mlflow ui --backend-store-uri "
+        f"{tracking_uri()}"
     )
 
 

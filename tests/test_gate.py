@@ -115,6 +115,8 @@ def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyP
     assert first["promoted"] and first["production"] is None
     assert alias(registry, "production") == "1"
     assert served_version() == "1"
+    metadata = bentoml.models.get("sentiment:latest").info.metadata
+    assert {"test.macro_f1", "git.commit", "params.hash"} <= set(metadata)
     version = registry.get_model_version(name, "1")  # tagged with what made it
     assert {"data.md5.test", "params.hash", "git.commit", "test.macro_f1"} <= set(version.tags)
 
@@ -154,4 +156,7 @@ def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyP
     rolled = gate.rollback(PARAMS)
     assert rolled["production"] == "1"
     assert alias(registry, "production") == "1"
+    assert served_version() == "1"
+
+    gate.export_production(PARAMS)  # image builds export what the registry calls production
     assert served_version() == "1"

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from bentoml._internal.models import ModelStore
 
-from stages import gate
 from tests.conftest import REPO
 from tests.test_gate import make_model
 
@@ -27,18 +26,22 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temporary BentoML store holding a tiny classical model exported by the gate code."""
+    """A temporary BentoML store holding a tiny classical model exported by the gate code.
+
+    Exported in a subprocess: BentoML fixes its store when first imported in a process.
+    """
     home = tmp_path_factory.mktemp("bentoml")
     model_dir = make_model(tmp_path_factory.mktemp("model") / "champion", 6)
-    env_before = os.environ.get("BENTOML_HOME")
-    os.environ["BENTOML_HOME"] = str(home)
-    try:
-        gate.export_to_bentoml(model_dir, "sentiment", "7", {})
-    finally:
-        if env_before is None:
-            del os.environ["BENTOML_HOME"]
-        else:
-            os.environ["BENTOML_HOME"] = env_before
+    code = (
+        "import sys; from pathlib import Path; from stages.gate import export_to_bentoml; "
+        "export_to_bentoml(Path(sys.argv[1]), 'sentiment', '7', {})"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(model_dir)],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
+    )
     return home
 
 

@@ -162,3 +162,15 @@ def test_real_minilm_fine_tunes_on_64_texts(splits, tmp_path) -> None:
     )
     assert result["model"].config.hidden_size == 384
     assert result["history"][0]["train_loss"] > 0
+
+
+def test_token_budget_batches_cover_every_text_once() -> None:
+    from stages.transformer_model import token_budget_batches
+
+    lengths = [5, 120, 7, 6, 64, 9, 8, 100]
+    batches = token_budget_batches(lengths, max_rows=3, max_tokens=64)
+    flat = sorted(i for batch in batches for i in batch.tolist())
+    assert flat == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 64

@@ -1,0 +1,28 @@
+"""Baseline for bench.serve_load: FastAPI scoring one text per request, as the reference
+projects served (no batching). Same promoted model, same predictor code."""
+
+from __future__ import annotations
+
+import os
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from stages.predictor import decide, load_predictor
+
+predictor = load_predictor(
+    bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")).path
+)
+app = FastAPI()
+
+
+class Review(BaseModel):
+    text: str
+
+
+@app.post("/predict")
+def predict(review: Review) -> dict:
+    proba = predictor.predict_proba([review.text])
+    label = int(decide(proba, predictor.meta.get("threshold"))[0])
+    return {"label": ["negative", "positive"][label], "score": float(proba[0, 1])}

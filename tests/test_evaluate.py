@@ -1,0 +1,102 @@
+"""evaluate's building blocks: metrics, champion choice, slices and the behavioural suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.behaviour import EMOJI, SHORT, negation_cases, run_suite
+from stages.evaluate import choose_champion, score, slices
+from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
+from stages.predictor import best_threshold, decide
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.8, y, 1 - y)
+    low, high = bootstrap_ci(y, pred, 1000, seed=3)
+    assert low < macro_f1(y, pred) < high
+    assert (low, high) == bootstrap_ci(y, pred, 1000, seed=3)
+
+
+def test_expected_calibration_error() -> None:
+    y = np.array([1, 1, 0, 0])
+    confident_right = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert expected_calibration_error(y, confident_right) == 0
+    confident_wrong = confident_right[::-1]
+    assert expected_calibration_error(y, confident_wrong) == pytest.approx(1.0)
+
+
+def test_score_reports_every_metric() -> None:
+    y = [0, 0, 1, 1, 1, 1]
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]])
+    result = score(y, proba, 0.5, {"bootstrap_resamples": 200, "seed": 0})
+    assert set(result) == {
+        "macro_f1",
+        "macro_f1_ci",
+        "accuracy",
+        "per_class",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+    }
+    assert result["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert set(result["per_class"]) == {"negative", "positive"}
+
+
+def test_champion_is_chosen_by_validation_then_latency() -> None:
+    assert choose_champion({"a": 0.80, "b": 0.85}, {"a": 1.0, "b": 9.0}) == "b"
+    assert choose_champion({"a": 0.85, "b": 0.85}, {"a": 5.0, "b": 1.0}) == "b"
+
+
+def test_threshold_and_decision() -> None:
+    y = [0, 0, 1, 1]
+    positive = np.array([0.2, 0.65, 0.7, 0.9])
+    threshold = best_threshold(y, positive)
+    assert 0.65 < threshold <= 0.7
+    proba = np.c_[1 - positive, positive]
+    assert decide(proba, threshold).tolist() == [0, 0, 1, 1]
+    assert decide(np.array([[0.2, 0.5, 0.3]]), None).tolist() == [1]
+
+
+def test_slices_split_short_long_and_emoji() -> None:
+    texts = ["good 👍", "bad", "this is a long review of the shuttle"]
+    result = slices(texts, [1, 0, 1], np.array([1, 0, 1]))
+    assert result["short"]["rows"] == 2 and result["long"]["rows"] == 1
+    assert result["emoji"]["rows"] == 1 and result["no_emoji"]["rows"] == 2
+
+
+def keyword_model(texts: list[str]) -> np.ndarray:
+    """A transparent rule model: negative words or 'not' or a thumbs-down make it negative."""
+    negative = (
+        "bad",
+        "worst",
+        "waste",
+        "poor",
+        "damaged",
+        "broke",
+        "fake",
+        "👎",
+        "😡",
+        "😞",
+        "not ",
+    )
+    return np.array([0 if any(w in t.lower() for w in negative) else 1 for t in texts])
+
+
+def test_behaviour_suite_scores_a_rule_model() -> None:
+    rates = run_suite(keyword_model)
+    assert rates["negation"] == 1.0
+    assert rates["invariance_names"] == 1.0 and rates["invariance_numbers"] == 1.0
+    assert rates["emoji"] == 1.0 and rates["short"] == 1.0
+
+
+def test_behaviour_suite_penalises_a_constant_model() -> None:
+    rates = run_suite(lambda texts: np.ones(len(texts), dtype=int))
+    assert rates["negation"] == 0.0
+    assert rates["invariance_names"] == 1.0  # constant is invariant, by definition
+    assert rates["emoji"] == pytest.approx(np.mean(list(EMOJI.values())), abs=1e-4)
+    assert rates["short"] == pytest.approx(np.mean(list(SHORT.values())), abs=1e-4)
+    assert len(negation_cases()) == 24
