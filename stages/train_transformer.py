@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,16 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> tor
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def train(params: dict[str, Any], train_split: Path, val_split: Path) -> dict[str, Any]:
-    """Fine-tune; return the best model, tokenizer, threshold and per-epoch history."""
+def train(
+    params: dict[str, Any],
+    train_split: Path,
+    val_split: Path,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune; return the best model, tokenizer, threshold and per-epoch history.
+
+    ``on_epoch`` receives each epoch's record (epoch, train_loss, val_macro_f1).
+    """
     set_seed(params["seed"])
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device()
@@ -139,9 +148,8 @@ def train(params: dict[str, Any], train_split: Path, val_split: Path) -> dict[st
         history.append(
             {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_macro_f1": val_f1}
         )
-        mlflow.log_metrics(
-            {"train_loss": history[-1]["train_loss"], "val_macro_f1": val_f1}, step=epoch
-        )
+        if on_epoch is not None:
+            on_epoch(history[-1])
         if val_f1 > best["val_macro_f1"]:
             best = {
                 "val_macro_f1": val_f1,
@@ -216,7 +224,12 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     with stage_run("train_transformer"):
         started = time.perf_counter()
         result = train(
-            params, Path("data/prepared/train.parquet"), Path("data/prepared/val.parquet")
+            params,
+            Path("data/prepared/train.parquet"),
+            Path("data/prepared/val.parquet"),
+            on_epoch=lambda record: mlflow.log_metrics(
+                {k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"]
+            ),
         )
         seconds = time.perf_counter() - started
         quant = (
