@@ -5,7 +5,8 @@ candidate (``models/champion``) and the current production model are scored on t
 *current* test split with evaluate's code; the candidate is promoted only if every rule
 holds (``decide``). Promotion registers a version, exports it to the BentoML store as
 ``gate.bento_model`` and then moves ``production`` (the old one becomes
-``previous-production``); a failure at any step undoes the steps before it.
+``previous-production``); a failure at any step undoes the steps before it. Inside a
+``dvc exp run`` experiment the gate only decides (``would_promote``); it never promotes.
 
     python -m stages.gate            # the DVC stage
     python -m stages.gate rollback   # production <-> previous-production, re-exported
@@ -183,7 +184,11 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             "git_commit": git_info()["git.commit"],
             "candidate_version": None,
         }
-        if decision["promoted"]:
+        experiment = os.environ.get("DVC_EXP_NAME")
+        if experiment and decision["promoted"]:
+            # Experiments compare, they don't ship: promotion runs only from the workspace.
+            record |= {"promoted": False, "would_promote": True, "experiment": experiment}
+        if record["promoted"]:
             tags = {
                 "data.md5.test": data_md5[str(TEST_SPLIT)],
                 "model.md5": data_md5[str(CANDIDATE_DIR)],
@@ -200,7 +205,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         write_json(DECISION, record)
         mlflow.log_metrics(
             {
-                "promoted": int(decision["promoted"]),
+                "promoted": int(record["promoted"]),
                 "candidate.test.macro_f1": candidate["macro_f1"],
             }
         )

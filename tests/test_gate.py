@@ -126,8 +126,14 @@ def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyP
     assert worse["production"]["version"] == "1"
     assert alias(registry, "production") == "1"
 
-    make_model(gate.CANDIDATE_DIR, 6)  # better: promoted
-    better = gate.run_stage(PARAMS)
+    make_model(gate.CANDIDATE_DIR, 6)  # better, but inside a DVC experiment: decided only
+    with monkeypatch.context() as patch:
+        patch.setenv("DVC_EXP_NAME", "sweep-1")
+        trial = gate.run_stage(PARAMS)
+    assert trial["would_promote"] and not trial["promoted"]
+    assert alias(registry, "production") == "1"
+
+    better = gate.run_stage(PARAMS)  # the same, from the workspace: promoted
     assert better["promoted"] and better["candidate_version"] == "2"
     assert alias(registry, "production") == "2"
     assert alias(registry, "previous-production") == "1"
