@@ -27,6 +27,7 @@ import psutil
 import yaml
 from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stages.common import REPO_ROOT
@@ -118,6 +119,15 @@ def local_dataset(path: str, digest: str) -> MetaDataset:
     return MetaDataset(source, name=path, digest=digest)
 
 
+def log_dataset(dataset: MetaDataset, context: str) -> None:
+    """Log a dataset input; a concurrent run (e.g. another tune worker) may insert the same
+    dataset row first, in which case the second attempt links the existing one."""
+    try:
+        mlflow.log_input(dataset, context=context)
+    except MlflowException:
+        mlflow.log_input(dataset, context=context)
+
+
 def params_hash(params: dict[str, Any]) -> str:
     """A short stable hash of a params mapping."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
@@ -194,7 +204,7 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
     with mlflow.start_run(run_name=run_name or stage, parent_run_id=parent_id, tags=tags) as run:
         mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
         for dep, md5 in data_md5.items():
-            mlflow.log_input(local_dataset(dep, md5), context=stage)
+            log_dataset(local_dataset(dep, md5), stage)
         try:
             yield run
         finally:

@@ -85,3 +85,20 @@ def test_temp_experiment_runs_land_in_the_project_store(pipeline_copy: Path) -> 
     featurize = next(r for r in exp_runs if r.data.tags.get("stage") == "featurize")
     assert featurize.data.params["featurize.min_df"] == "2"
     assert not (pipeline_copy / "mlruns").exists()
+
+
+def test_dataset_logged_by_a_concurrent_run_first_is_linked(monkeypatch) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from stages import tracking
+
+    calls = []
+
+    def log_input(dataset, context):
+        calls.append(context)
+        if len(calls) == 1:  # the other worker inserted the same dataset row first
+            raise MlflowException("UNIQUE constraint failed: datasets.experiment_id")
+
+    monkeypatch.setattr(tracking.mlflow, "log_input", log_input)
+    tracking.log_dataset(object(), "tune")
+    assert calls == ["tune", "tune"]
