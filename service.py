@@ -8,6 +8,7 @@ Environment:
 - ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
   gate exported last);
 - ``SENTIMENT_MAX_CHARS`` (5000) and ``SENTIMENT_MAX_BATCH`` (256): input limits;
+- ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (5): bound on one call to the model service (retried);
 - ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
   ``inference-log/predictions.jsonl``; ``off`` disables it), rotated at
   ``SENTIMENT_INFERENCE_LOG_MAX_BYTES`` (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5).
@@ -33,6 +34,7 @@ MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
 LABELS = ("negative", "positive")
 CONNECTION_RETRIES = 4
+MODEL_CALL_TIMEOUT_S = float(os.environ.get("SENTIMENT_MODEL_CALL_TIMEOUT_S", "5"))
 
 
 def _not_blank(text: str) -> str:
@@ -140,15 +142,18 @@ class Sentiment:
         )
 
     async def _classify(self, texts: list[str]) -> list[dict]:
-        """Call the model service, retrying dropped connections (scoring is idempotent).
+        """Call the model service, retrying dropped or lost calls (scoring is idempotent).
 
         BentoML 1.4's internal client can reuse a connection the model server has already
-        closed (bentoml/BentoML#4971, fix pending in PR #5698); a retry is safe here.
+        closed (bentoml/BentoML#4971, fix pending in PR #5698): the call fails, or, rarely,
+        never returns. Each attempt is bounded by ``SENTIMENT_MODEL_CALL_TIMEOUT_S``.
         """
         for attempt in range(CONNECTION_RETRIES):
             try:
-                return await self.model.to_async.classify(texts)
-            except aiohttp.ClientConnectionError:
+                return await asyncio.wait_for(
+                    self.model.to_async.classify(texts), MODEL_CALL_TIMEOUT_S
+                )
+            except (aiohttp.ClientConnectionError, TimeoutError):
                 await asyncio.sleep(0.01 * 2**attempt)
         return await self.model.to_async.classify(texts)
 
