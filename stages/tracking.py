@@ -211,13 +211,6 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
             client.set_terminated(parent_id)
 
 
-def stage_tags(run_id: str) -> dict[str, str]:
-    """The identity tags (git, data md5s, params hash) of a stage run, for reuse elsewhere."""
-    tags = MlflowClient().get_run(run_id).data.tags
-    keep = ("git.", "data.md5.", "params.hash", "stage", PIPELINE_TAG)
-    return {k: v for k, v in tags.items() if k.startswith(keep)}
-
-
 # Packages a logged model needs at load time, pinned from requirements.lock.
 MODEL_PACKAGES = (
     "mlflow",
