@@ -196,8 +196,8 @@ class DriftDetector:
             scores = proba[:, -1]
             predicted = decide(proba, self.predictor.meta.get("threshold"))
         else:
-            threshold = self.predictor.meta.get("threshold") if self.predictor else 0.5
-            predicted = (scores >= (0.5 if threshold is None else threshold)).astype(int)
+            threshold = self.predictor.meta.get("threshold") if self.predictor else None
+            predicted = decide(np.c_[1 - scores, scores], threshold)
         results: dict[str, dict[str, float]] = {}
 
         table = np.array(

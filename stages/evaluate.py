@@ -40,10 +40,12 @@ from stages.common import (
 from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from stages.predictor import (
     META_FILE,
+    EnsemblePredictor,
     Predictor,
     best_threshold,
     decide,
     load_predictor,
+    predict,
     read_meta,
 )
 from stages.tracking import flatten, stage_run
@@ -193,11 +195,12 @@ def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     size = {name: dir_size_mb(path) for name, path in MODELS.items()}
     size["ensemble"] = round(sum(size.values()), 2)
 
-    def labeller(name: str):
-        members = [predictors[name]] if name in predictors else list(predictors.values())
-        return lambda texts: decide(
-            np.mean([m.predict_proba(texts) for m in members], axis=0), thresholds[name]
-        )
+    candidates = {
+        **predictors,
+        "ensemble": EnsemblePredictor(
+            list(predictors.values()), {"threshold": thresholds["ensemble"]}
+        ),
+    }
 
     metrics: dict[str, Any] = {}
     for name in probas:
@@ -210,7 +213,7 @@ def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
             "threshold": thresholds[name],
             "latency_ms_per_1k": latency[name],
             "size_mb": size[name],
-            "behaviour": run_suite(labeller(name)),
+            "behaviour": run_suite(lambda texts, c=candidates[name]: predict(c, texts)),
             "slices": slices(test_texts, data["test"][1], test_pred),
         }
     champion = choose_champion({n: metrics[n]["val"]["macro_f1"] for n in probas}, latency)

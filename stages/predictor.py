@@ -71,11 +71,16 @@ def save_classical(pipeline: Any, model_dir: Path, meta: dict[str, Any]) -> None
 
 
 class EnsemblePredictor:
-    """Averages the probabilities of member model directories stored inside this one."""
+    """Averages the probabilities of its member predictors."""
 
-    def __init__(self, model_dir: Path, meta: dict[str, Any]):
+    def __init__(self, members: list[Predictor], meta: dict[str, Any]):
         self.meta = meta
-        self.members = [load_predictor(model_dir / name) for name in meta["members"]]
+        self.members = members
+
+    @classmethod
+    def load(cls, model_dir: Path, meta: dict[str, Any]) -> EnsemblePredictor:
+        """Members are model directories stored inside the ensemble's own directory."""
+        return cls([load_predictor(model_dir / name) for name in meta["members"]], meta)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return np.mean([m.predict_proba(texts) for m in self.members], axis=0)
@@ -96,7 +101,7 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     if meta["flavor"] == "classical":
         return ClassicalPredictor(model_dir, meta)
     if meta["flavor"] == "ensemble":
-        return EnsemblePredictor(model_dir, meta)
+        return EnsemblePredictor.load(model_dir, meta)
     if meta["flavor"] == "transformer":
         from stages.transformer_model import TransformerPredictor
 

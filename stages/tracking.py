@@ -167,8 +167,10 @@ def pipeline_run_key() -> str:
     return f"standalone-{uuid.uuid4().hex}"
 
 
-def _pipeline_parent(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str:
-    key = pipeline_run_key()
+def _pipeline_parent(
+    client: MlflowClient, experiment_id: str, key: str, tags: dict[str, str]
+) -> str:
+    """The pipeline run for ``key``, created on the first stage that asks."""
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' and tags.kind = 'pipeline'",
@@ -193,11 +195,12 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
     common = git_info()
     if os.environ.get("DVC_EXP_NAME"):
         common["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    parent_id = _pipeline_parent(client, experiment_id, common)
+    key = pipeline_run_key()
+    parent_id = _pipeline_parent(client, experiment_id, key, common)
     tags = {
         **common,
         "stage": stage,
-        PIPELINE_TAG: client.get_run(parent_id).data.tags[PIPELINE_TAG],
+        PIPELINE_TAG: key,
         "params.hash": params_hash(params),
         **{f"data.md5.{dep}": md5 for dep, md5 in data_md5.items()},
     }
