@@ -1,31 +1,37 @@
 """Load test on loopback: the BentoML service vs a naive one-text-per-request FastAPI app.
 
-    python -m bench.serve_load [--seconds 20] [--levels 1 16 64]
+    python -m bench.serve_load [--seconds 20] [--levels 1 16 64] [--model-dir DIR]
 
-Both serve the promoted model (BentoML store ``sentiment:latest``; run the gate first).
+Both serve the same model: the promoted one (BentoML store ``sentiment:latest``; run the
+gate first), or ``--model-dir`` (e.g. ``models/transformer`` or ``models/classical``),
+exported into a temporary BentoML store so each flavor can be measured as champion.
 Each concurrency level sends single-text ``POST /predict`` requests for ``--seconds``
-(bounded), then reports req/s, p50/p99 latency and errors; also the in-process
-``predict_proba`` throughput at batch 64 as the ceiling. Last line: one JSON object.
+(bounded), then reports req/s, p50/p99 latency, errors and the CPU cores used by the
+server processes and by this load generator (they share the machine); also the
+in-process ``predict_proba`` throughput at batch 64 as the ceiling. Last line: one JSON
+object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import bentoml
-import httpx
+import aiohttp
 import numpy as np
+import psutil
 
 from stages.common import read_split
-from stages.predictor import load_predictor
 
 BIN = Path(sys.executable).parent
 
@@ -53,6 +59,8 @@ def launch(kind: str, port: int) -> subprocess.Popen:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -66,12 +74,29 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-async def level(url: str, texts: list[str], concurrency: int, seconds: float) -> dict:
+def cpu_seconds(root: psutil.Process) -> float:
+    """User + system CPU seconds of a process and all its descendants."""
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def level(
+    url: str, bodies: list[bytes], concurrency: int, seconds: float, server: psutil.Process
+) -> dict:
+    """``concurrency`` closed-loop users, each sending its next request on a reply."""
     latencies: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def user(offset: int) -> None:
             nonlocal errors
@@ -79,19 +104,22 @@ async def level(url: str, texts: list[str], concurrency: int, seconds: float) ->
             while time.monotonic() < stop:
                 start = time.perf_counter()
                 try:
-                    response = await client.post(
-                        f"{url}/predict", json={"text": texts[i % len(texts)]}
-                    )
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
+                    async with session.post(
+                        f"{url}/predict", data=bodies[i % len(bodies)], headers=headers
+                    ) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 latencies.append(time.perf_counter() - start)
                 errors += not ok
                 i += concurrency
 
+        server_cpu, own_cpu = cpu_seconds(server), time.process_time()
         began = time.monotonic()
         await asyncio.gather(*(user(k) for k in range(concurrency)))
         elapsed = time.monotonic() - began
+        server_cpu, own_cpu = cpu_seconds(server) - server_cpu, time.process_time() - own_cpu
     ms = np.array(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -99,15 +127,35 @@ async def level(url: str, texts: list[str], concurrency: int, seconds: float) ->
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "errors": errors,
+        "server_cores": round(server_cpu / elapsed, 2),
+        "client_cores": round(own_cpu / elapsed, 2),
     }
+
+
+def use_model_dir(model_dir: Path) -> None:
+    """Export a model directory into a temporary BentoML store and serve it from there."""
+    home = tempfile.mkdtemp(prefix="serve-load-bentoml-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    os.environ["BENTOML_HOME"] = home
+    from stages.gate import export_to_bentoml
+
+    os.environ["SENTIMENT_MODEL_TAG"] = export_to_bentoml(model_dir, "sentiment", "bench", {})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--model-dir", type=Path, help="serve this model directory instead")
     args = parser.parse_args()
+    if args.model_dir:
+        use_model_dir(args.model_dir)
+    import bentoml  # after use_model_dir: BentoML reads BENTOML_HOME when imported
+
+    from stages.predictor import load_predictor
+
     texts, _ = read_split("data/prepared/test.parquet")
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
     model = bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest"))
     predictor = load_predictor(model.path)
     predictor.predict_proba(texts[:64])
@@ -124,8 +172,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc)
+            server = psutil.Process(proc.pid)
             results[kind] = {
-                str(c): asyncio.run(level(url, texts, c, args.seconds)) for c in args.levels
+                str(c): asyncio.run(level(url, bodies, c, args.seconds, server))
+                for c in args.levels
             }
         finally:
             os.killpg(proc.pid, 15)
@@ -133,20 +183,24 @@ def main() -> None:
 
     print(
         f"model {model.tag} ({model.info.labels.get('flavor')}); in-process ceiling "
-        f"{ceiling} texts/s at batch 64"
+        f"{ceiling} texts/s at batch 64; {os.cpu_count()} cores shared by servers and client"
     )
-    print(f"{'server':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    print(
+        f"{'server':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} "
+        f"{'errors':>6s} {'cores':>11s}"
+    )
     for kind, by_level in results.items():
         for conc, r in by_level.items():
             print(
                 f"{kind:8s} {conc:>4s} {r['req_per_s']:8.1f} {r['p50_ms']:8.1f} "
-                f"{r['p99_ms']:8.1f} {r['errors']:6d}"
+                f"{r['p99_ms']:8.1f} {r['errors']:6d} "
+                f"{r['server_cores']:5.2f}+{r['client_cores']:.2f}"
             )
     ratio = {
         c: round(results["bentoml"][c]["req_per_s"] / results["fastapi"][c]["req_per_s"], 2)
         for c in results["bentoml"]
     }
-    print(f"BentoML / FastAPI req/s: {ratio}")
+    print(f"BentoML / FastAPI req/s: {ratio}  (cores: server+client)")
     print(
         json.dumps(
             {

@@ -157,6 +157,26 @@ def test_bad_requests_do_not_disturb_concurrent_good_ones(server) -> None:
     assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
 
 
+def test_a_sustained_burst_keeps_every_answer_with_its_request(server) -> None:
+    """400 single texts at concurrency 32: batched together, answered apart, none lost."""
+    url, log = server
+    texts = ["good shuttle, lovely", "worst shuttle, broken"]
+    server_log = log.parent / "server.log"
+    logged_before = server_log.stat().st_size
+
+    def call(i: int) -> tuple[int, str]:
+        response = httpx.post(f"{url}/predict", json={"text": texts[i % 2]}, timeout=60)
+        return response.status_code, response.json().get("label", "")
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(call, range(400)))
+    assert [code for code, _ in answers] == [200] * 400
+    assert [label for _, label in answers] == ["positive", "negative"] * 200
+    with server_log.open() as lines:
+        lines.seek(logged_before)
+        assert "Traceback" not in lines.read()
+
+
 def test_metrics_docs_and_inference_log(server) -> None:
     url, log = server
     texts = [f"good shuttle number {i}" for i in range(40)]

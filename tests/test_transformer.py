@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from stages import train_transformer as tt
@@ -164,13 +167,49 @@ def test_real_minilm_fine_tunes_on_64_texts(splits, tmp_path) -> None:
     assert result["history"][0]["train_loss"] > 0
 
 
-def test_token_budget_batches_cover_every_text_once() -> None:
-    from stages.transformer_model import token_budget_batches
+def batching_cost(batches, lengths, overhead: int) -> int:
+    return sum(overhead + len(b) * max(lengths[i] for i in b) for b in batches)
 
-    lengths = [5, 120, 7, 6, 64, 9, 8, 100]
-    batches = token_budget_batches(lengths, max_rows=3, max_tokens=64)
-    flat = sorted(i for batch in batches for i in batch.tolist())
-    assert flat == list(range(len(lengths)))
-    for batch in batches:
-        assert len(batch) <= 3
-        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 64
+
+@given(
+    lengths=st.lists(st.integers(1, 128), min_size=1, max_size=8),
+    max_rows=st.integers(1, 8),
+    overhead=st.integers(0, 200),
+)
+def test_length_batches_cover_every_text_once_at_least_cost(lengths, max_rows, overhead) -> None:
+    from stages.transformer_model import length_batches
+
+    batches = length_batches(lengths, max_rows, overhead)
+    assert sorted(i for b in batches for i in b.tolist()) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= max_rows for b in batches)
+    # Brute force over every split of the length order into runs of at most max_rows.
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    splits = (split_at(order, c) for c in itertools.product([0, 1], repeat=len(order) - 1))
+    best = min(
+        batching_cost(runs, lengths, overhead)
+        for runs in splits
+        if all(len(r) <= max_rows for r in runs)
+    )
+    assert batching_cost(batches, lengths, overhead) == best
+
+
+def split_at(order: list[int], cuts) -> list[list[int]]:
+    runs, run = [], [order[0]]
+    for i, cut in zip(order[1:], cuts, strict=True):
+        if cut:
+            runs.append(run)
+            run = []
+        run.append(i)
+    return [*runs, run]
+
+
+def test_length_batches_trade_padding_against_passes() -> None:
+    from stages.transformer_model import length_batches
+
+    lengths = [4, 5, 120, 6, 7]
+    # A pass costs nothing: a pass per text, nothing padded.
+    assert [b.tolist() for b in length_batches(lengths, 8, 0)] == [[0], [1], [3], [4], [2]]
+    # A pass costs a lot: one pass, everything padded to 120 tokens.
+    assert len(length_batches(lengths, 8, 10_000)) == 1
+    # In between, the long review is scored apart from the short ones.
+    assert [sorted(b.tolist()) for b in length_batches(lengths, 8, 64)] == [[0, 1, 3, 4], [2]]
