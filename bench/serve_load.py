@@ -32,6 +32,7 @@ import numpy as np
 import psutil
 
 from stages.common import read_split
+from stages.predictor import load_predictor
 
 BIN = Path(sys.executable).parent
 
@@ -151,8 +152,6 @@ def main() -> None:
     if args.model_dir:
         use_model_dir(args.model_dir)
     import bentoml  # after use_model_dir: BentoML reads BENTOML_HOME when imported
-
-    from stages.predictor import load_predictor
 
     texts, _ = read_split("data/prepared/test.parquet")
     bodies = [json.dumps({"text": t}).encode() for t in texts]
