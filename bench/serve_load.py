@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import httpx
 import numpy as np
 import psutil
 
@@ -60,8 +61,6 @@ def launch(kind: str, port: int) -> subprocess.Popen:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    import httpx
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

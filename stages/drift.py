@@ -54,6 +54,7 @@ CURRENT_SETS = {
 }
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
 TOKENIZER = Tokenizer(emoji_mode="keep")
+TESTS = ("label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc")
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
@@ -314,10 +315,8 @@ def write_report(results: dict[str, dict], out_dir: Path) -> None:
     lines = [
         "# Drift report",
         "",
-        "| current set | n | verdict | "
-        + " | ".join(["label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc"])
-        + " |",
-        "|---" * 9 + "|",
+        "| current set | n | verdict | " + " | ".join(TESTS) + " |",
+        "|---" * (3 + len(TESTS)) + "|",
     ]
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -329,7 +328,7 @@ def write_report(results: dict[str, dict], out_dir: Path) -> None:
             f"{tests[t]['p_adjusted']:.3g}{' ⚠' if tests[t]['drift'] else ''}"
             if t in tests
             else "-"
-            for t in ["label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc"]
+            for t in TESTS
         ]
         rows.append(f"| {name} | {result['n']} | {result['status']} | " + " | ".join(cells) + " |")
         if "length" in result:

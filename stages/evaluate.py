@@ -48,7 +48,7 @@ from stages.predictor import (
     predict,
     read_meta,
 )
-from stages.tracking import flatten, stage_run
+from stages.tracking import log_numeric_metrics, stage_run
 
 MODELS = {"classical": Path("models/classical"), "transformer": Path("models/transformer")}
 SPLITS = {
@@ -236,12 +236,7 @@ def main() -> None:
         write_plots(test["y"], test["probas"], test["thresholds"], OUT_DIR / "plots")
         export_champion(metrics["champion"]["name"], test["thresholds"], CHAMPION_DIR)
         write_json(OUT_DIR / "metrics.json", metrics)
-        numeric = {
-            k.replace("[", "").replace("]", ""): v
-            for k, v in flatten(metrics).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        mlflow.log_metrics(numeric)
+        log_numeric_metrics(metrics)
         mlflow.set_tag("champion", metrics["champion"]["name"])
         mlflow.log_artifacts(str(OUT_DIR / "plots" / "png"), "plots")
         mlflow.log_artifact(str(OUT_DIR / "metrics.json"))

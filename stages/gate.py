@@ -16,6 +16,7 @@ holds (``decide``). Promotion registers a version, exports it to the BentoML sto
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -245,8 +246,6 @@ def export_production(params: dict[str, Any]) -> str:
     from the build machine) ``models/champion`` after ``dvc pull``, but only when
     ``gate/decision.json``, committed with the pipeline's outputs, says it was promoted.
     """
-    import json
-
     configure()
     name = params["registered_model"]
     try:

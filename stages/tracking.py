@@ -145,6 +145,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def log_numeric_metrics(data: dict[str, Any]) -> None:
+    """Log every number of a (nested) mapping as an MLflow metric, named by its flat key."""
+    mlflow.log_metrics(
+        {
+            key: value
+            for key, value in flatten(data).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+    )
+
+
 def pipeline_run_key() -> str:
     """Identify the current ``dvc repro`` / ``dvc exp run`` so its stages share a parent.
 

@@ -31,7 +31,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from stages.common import LABEL_NAMES, atomic_path, load_params, read_split, write_json
 from stages.metrics import macro_f1
 from stages.predictor import best_threshold, decide
-from stages.tracking import log_model, stage_run
+from stages.tracking import log_model, log_numeric_metrics, stage_run
 from stages.transformer_model import (
     base_model_dir,
     model_text,
@@ -260,13 +260,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             )
         write_json(OUT_DIR / "metrics.json", summary)
         save_curve(result["history"], OUT_DIR)
-        mlflow.log_metrics(
-            {
-                k: v
-                for k, v in summary.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
+        log_numeric_metrics(summary)
         mlflow.log_artifact(str(OUT_DIR / "curve.png"), "plots")
         log_model(MODEL_DIR)
     return summary

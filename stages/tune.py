@@ -25,7 +25,6 @@ from optuna.trial import TrialState
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
@@ -33,7 +32,8 @@ from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
 from stages.common import atomic_path, load_params, load_skops, write_json
-from stages.predictor import best_threshold, save_classical
+from stages.metrics import macro_f1
+from stages.predictor import best_threshold, decide, save_classical
 from stages.tracking import dvc_md5, params_hash, project_root, stage_run
 
 FEATURES = Path("data/features")
@@ -100,7 +100,7 @@ def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
         start = time.perf_counter()
         for step, (fit_idx, val_idx) in enumerate(folds):
             model = clone(classifier).fit(x[fit_idx], y[fit_idx])
-            scores.append(f1_score(y[val_idx], model.predict(x[val_idx]), average="macro"))
+            scores.append(macro_f1(y[val_idx], model.predict(x[val_idx])))
             trial.report(float(np.mean(scores)), step)
             trial.set_user_attr("fit_seconds", time.perf_counter() - start)
             if trial.should_prune():
@@ -234,14 +234,13 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         x_val, y_val = load_features("val")
         proba = pipeline.named_steps["classifier"].predict_proba(x_val)
         threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
-        val_pred = proba.argmax(1) if threshold is None else (proba[:, 1] >= threshold)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         best = {
             "study": name,
             "best_params": study.best_params,
             "cv_macro_f1": round(study.best_value, 5),
             "cv_macro_f1_std": round(study.best_trial.user_attrs.get("cv_std", 0.0), 5),
-            "val_macro_f1": round(float(f1_score(y_val, val_pred, average="macro")), 5),
+            "val_macro_f1": round(macro_f1(y_val, decide(proba, threshold)), 5),
             "threshold": threshold,
             "trials": {
                 "complete": states.count(TrialState.COMPLETE),
