@@ -9,6 +9,9 @@ Environment:
   gate exported last);
 - ``SENTIMENT_MAX_CHARS`` (5000) and ``SENTIMENT_MAX_BATCH`` (256): input limits;
 - ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (5): bound on one call to the model service (retried);
+- ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
+  (``stages/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
+  ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
 - ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
   ``inference-log/predictions.jsonl``; ``off`` disables it), rotated at
   ``SENTIMENT_INFERENCE_LOG_MAX_BYTES`` (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5).
@@ -106,9 +109,10 @@ class SentimentModel:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        from stages.model_files import bento_model_dir
         from stages.predictor import load_predictor
 
-        self.predictor = load_predictor(self.model_ref.path)
+        self.predictor = load_predictor(bento_model_dir(self.model_ref))
         self.threshold = self.predictor.meta.get("threshold")
         labels = self.model_ref.info.labels
         self.version = labels.get("registry_version") or str(self.model_ref.tag.version)
@@ -188,3 +192,13 @@ class Sentiment:
     async def predict_batch(self, texts: list[str]) -> list[Prediction]:
         """Sentiment of several reviews, in order."""
         return await self._score(texts)
+
+
+if os.environ.get("SENTIMENT_API_TOKEN"):
+    from stages.auth import BearerAuth, open_paths
+
+    TOKEN_SCOPE = os.environ.get("SENTIMENT_API_TOKEN_SCOPE", "predict")
+    open_paths(TOKEN_SCOPE)  # a bad scope stops `bentoml serve` here, not in every worker
+    Sentiment.add_asgi_middleware(
+        BearerAuth, token=os.environ["SENTIMENT_API_TOKEN"], scope=TOKEN_SCOPE
+    )

@@ -33,6 +33,7 @@ import numpy as np
 import psutil
 
 from stages.common import read_split
+from stages.model_files import bento_model_dir
 from stages.predictor import load_predictor
 
 BIN = Path(sys.executable).parent
@@ -138,8 +139,11 @@ def use_model_dir(model_dir: Path) -> None:
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["BENTOML_HOME"] = home
     from stages.gate import export_to_bentoml
+    from stages.model_files import file_digests
 
-    os.environ["SENTIMENT_MODEL_TAG"] = export_to_bentoml(model_dir, "sentiment", "bench", {})
+    os.environ["SENTIMENT_MODEL_TAG"] = export_to_bentoml(
+        model_dir, "sentiment", "bench", file_digests(model_dir), {}
+    )
 
 
 def main() -> None:
@@ -155,7 +159,7 @@ def main() -> None:
     texts, _ = read_split("data/prepared/test.parquet")
     bodies = [json.dumps({"text": t}).encode() for t in texts]
     model = bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest"))
-    predictor = load_predictor(model.path)
+    predictor = load_predictor(bento_model_dir(model))
     predictor.predict_proba(texts[:64])
     start = time.perf_counter()
     for i in range(0, 512, 64):

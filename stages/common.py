@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = "params.yaml"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 LABEL_NAMES = {
     "binary": ["negative", "positive"],
     "ternary": ["negative", "neutral", "positive"],
@@ -29,6 +33,17 @@ def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if section not in params:
         raise KeyError(f"{path}: no '{section}:' section")
     return params[section]
+
+
+def fail(message: str) -> NoReturn:
+    """Exit 1 with ``message`` as one line on stderr.
+
+    Called while handling an error, ``SENTIMENT_DEBUG=1`` re-raises that error instead, with
+    its traceback.
+    """
+    if os.environ.get("SENTIMENT_DEBUG") and sys.exc_info()[1] is not None:
+        raise  # the error being handled by the caller, with its traceback
+    raise SystemExit(" ".join(message.split()))
 
 
 def require_binary(labels: Any, stage: str) -> None:
@@ -74,30 +89,27 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def deterministic_zip(data: bytes, rename: dict[str, str] | None = None) -> bytes:
+    """The same zip archive with fixed timestamps and permissions and sorted entries (names
+    mapped through ``rename``), so equal contents give equal bytes (and equal DVC md5s)."""
+    rename = rename or {}
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in sorted(src.infolist(), key=lambda i: rename.get(i.filename, i.filename)):
+            fixed = zipfile.ZipInfo(rename.get(info.filename, info.filename), ZIP_EPOCH)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = 0o644 << 16
+            dst.writestr(fixed, src.read(info.filename))
+    return out.getvalue()
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def read_split(path: str | Path) -> tuple[list[str], list[int]]:
     """Read a prepared split as plain Python lists of texts and integer labels."""
     df = pd.read_parquet(path, columns=["text", "label"])
     return df["text"].tolist(), df["label"].astype(int).tolist()
-
-
-# Types skops may rebuild: the scientific stack and this project's own classes.
-SKOPS_TRUSTED_PREFIXES = ("builtins.", "numpy.", "scipy.", "sklearn.", "stages.")
-
-
-def save_skops(obj: Any, path: str | Path) -> None:
-    """Persist a scikit-learn object with skops (no pickle), atomically."""
-    import skops.io as sio
-
-    with atomic_path(path) as tmp:
-        sio.dump(obj, tmp)
-
-
-def load_skops(path: str | Path) -> Any:
-    """Load a skops file, refusing any type outside ``SKOPS_TRUSTED_PREFIXES``."""
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
-    if refused:
-        raise ValueError(f"{path}: refusing to load untrusted types {refused}")
-    return sio.load(path, trusted=untrusted)

@@ -34,14 +34,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
-from stages.common import (
-    atomic_path,
-    load_params,
-    load_skops,
-    read_split,
-    save_skops,
-    write_json,
-)
+from stages.common import atomic_path, load_params, read_split, write_json
+from stages.model_files import load_skops, save_skops
 from stages.predictor import Predictor, decide, load_predictor
 from stages.text import Tokenizer
 

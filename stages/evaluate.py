@@ -1,8 +1,9 @@
 """evaluate: score every candidate on every split, run the behavioural suite, pick a champion.
 
 Candidates: the classical pipeline, the transformer, and their probability-averaging
-ensemble. The champion is chosen by validation macro-F1 (ties: lower latency), never by
-test, and written as a self-contained model directory ``models/champion`` for the gate.
+ensemble. The champion is the best by validation macro-F1 unless a cheaper candidate (by
+model size, a deterministic cost) is within ``evaluate.min_gain`` of it; never chosen by
+test. It is written as a self-contained model directory ``models/champion`` for the gate.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ SPLITS = {
     "test": Path("data/prepared/test.parquet"),
     **{f"ood_{n}": Path(f"data/prepared/ood/{n}.parquet") for n in ("amazon", "imdb", "yelp")},
 }
+TRAIN_SPLIT = Path("data/prepared/train.parquet")  # only to find test texts also in train
 CHAMPION_DIR = Path("models/champion")
 OUT_DIR = Path("eval")
 
@@ -169,14 +171,36 @@ def export_champion(name: str, thresholds: dict[str, float | None], target: Path
         write_json(tmp / META_FILE, meta | {"candidate": name, "threshold": thresholds[name]})
 
 
-def choose_champion(val_f1: dict[str, float], latency: dict[str, float]) -> str:
-    """Highest validation macro-F1; ties go to the lower latency. Test never decides."""
-    return max(val_f1, key=lambda name: (val_f1[name], -latency[name]))
+def choose_champion(
+    val_f1: dict[str, float], cost: dict[str, float], min_gain: float
+) -> tuple[str, str]:
+    """Champion and runner-up. The best validation macro-F1 wins unless cheaper candidates
+    are within ``min_gain`` of it: then the cheapest of those. Test never decides; ties
+    fall to the cheaper, then to the name, so equal inputs give the same choice."""
+    best = max(val_f1.values())
+    close = [name for name in val_f1 if val_f1[name] >= round(best - min_gain, 6)]
+    champion = min(close, key=lambda name: (cost[name], -val_f1[name], name))
+    runner_up = max(
+        (name for name in val_f1 if name != champion),
+        key=lambda name: (val_f1[name], -cost[name], name),
+    )
+    return champion, runner_up
+
+
+CHAMPION_RULE = "cheapest (model size) within evaluate.min_gain of the best val macro-F1"
+
+
+def unseen(test: tuple[list[str], list[int]], train_texts: list[str]) -> tuple[list, list]:
+    """The test rows whose (cleaned) text does not occur in train: leakage made visible."""
+    seen = set(train_texts)
+    rows = [(t, y) for t, y in zip(*test, strict=True) if t not in seen]
+    return [t for t, _ in rows], [y for _, y in rows]
 
 
 def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """All metrics (the ``eval/metrics.json`` content) and the test probabilities."""
     data = {split: read_split(path) for split, path in SPLITS.items()}
+    data["test_unseen"] = unseen(data["test"], read_split(TRAIN_SPLIT)[0])
     require_binary(data["test"][1], "evaluate")
     predictors = {name: load_predictor(path) for name, path in MODELS.items()}
     probas = {
@@ -216,9 +240,13 @@ def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
             "behaviour": run_suite(lambda texts, c=candidates[name]: predict(c, texts)),
             "slices": slices(test_texts, data["test"][1], test_pred),
         }
-    champion = choose_champion({n: metrics[n]["val"]["macro_f1"] for n in probas}, latency)
+    champion, runner_up = choose_champion(
+        {n: metrics[n]["val"]["macro_f1"] for n in probas}, size, params["min_gain"]
+    )
     metrics["champion"] = {
         "name": champion,
+        "rule": CHAMPION_RULE,
+        "runner_up": runner_up,
         "val": {"macro_f1": metrics[champion]["val"]["macro_f1"]},
         "test": {"macro_f1": metrics[champion]["test"]["macro_f1"]},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from sklearn.base import TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from stages.common import atomic_path, load_params, read_split, save_skops
+from stages.common import atomic_path, deterministic_zip, load_params, read_split
+from stages.model_files import save_skops
 from stages.text import Tokenizer
 from stages.tracking import stage_run
 
@@ -85,7 +87,9 @@ def featurize(prepared: Path, out_dir: Path, params: dict[str, Any]) -> dict[str
         tmp.mkdir()
         save_skops(vectorizer, tmp / "vectorizer.skops")
         for split, matrix in matrices.items():
-            sp.save_npz(tmp / f"{split}.npz", sp.csr_matrix(matrix))
+            npz = io.BytesIO()
+            sp.save_npz(npz, sp.csr_matrix(matrix))
+            (tmp / f"{split}.npz").write_bytes(deterministic_zip(npz.getvalue()))
             np.save(tmp / f"{split}_labels.npy", np.asarray(label_sets[split], dtype=np.int64))
     return {
         "n_features": int(matrices["train"].shape[1]),

@@ -29,16 +29,28 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stages.behaviour import run_suite
-from stages.common import load_params, read_split, write_json
+from stages.common import fail, load_params, read_split, write_json
 from stages.evaluate import latency_ms_per_1k
 from stages.metrics import macro_f1
+from stages.mlflow_model import log_model
+from stages.model_files import BENTO_SUBDIR, UntrustedModelError, file_digests, verify_digests
 from stages.predictor import Predictor, load_predictor, predict, read_meta
-from stages.tracking import configure, dvc_md5, git_info, log_model, params_hash, stage_run
+from stages.tracking import (
+    configure,
+    dvc_md5,
+    git_info,
+    params_hash,
+    redact_uri,
+    stage_run,
+    tracking_uri,
+)
 
 CANDIDATE_DIR = Path("models/champion")
 TEST_SPLIT = Path("data/prepared/test.parquet")
 DECISION = Path("gate/decision.json")
 PRODUCTION, PREVIOUS = "production", "previous-production"
+AUTH_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")  # MLflow error codes: never fall back
+DIGESTS_TAG = "model.sha256"  # registry version tag: {relative path: sha256} of its files
 
 
 def assess(predictor: Predictor, texts: list[str], labels: list[int]) -> dict[str, Any]:
@@ -103,27 +115,52 @@ def download_model_dir(name: str, version: str, dest: Path) -> Path:
     return local / relative
 
 
-def export_to_bentoml(model_dir: Path, bento_name: str, version: str, extra: dict) -> str:
-    """Copy a model directory into the BentoML store; the store keeps nothing on failure."""
+def export_to_bentoml(
+    model_dir: Path, bento_name: str, version: str, digests: dict[str, str], extra: dict
+) -> str:
+    """Copy a model directory into the BentoML store with its sha256 record, after checking
+    its files against that record; the store keeps nothing on failure."""
     import bentoml
 
+    verify_digests(model_dir, digests)
     meta = read_meta(model_dir)
     labels = {
         "registry_version": str(version),
         "flavor": meta["flavor"],
         "candidate": str(meta.get("candidate", meta["flavor"])),
     }
-    with bentoml.models.create(
-        bento_name, labels=labels, metadata={"registry_version": str(version), **extra}
-    ) as model:
-        shutil.copytree(model_dir, model.path, dirs_exist_ok=True)
+    metadata = {"registry_version": str(version), "sha256": digests, **extra}
+    with bentoml.models.create(bento_name, labels=labels, metadata=metadata) as model:
+        shutil.copytree(model_dir, Path(model.path) / BENTO_SUBDIR)
+        verify_digests(Path(model.path) / BENTO_SUBDIR, digests)
     return str(model.tag)
+
+
+def recorded_digests(version: Any) -> dict[str, str]:
+    """The sha256 record a registry version was promoted with."""
+    record = version.tags.get(DIGESTS_TAG)
+    if record is None:
+        raise UntrustedModelError(
+            f"registry version {version.version} has no '{DIGESTS_TAG}' tag: it was not "
+            "promoted by this gate, so its files cannot be checked"
+        )
+    return json.loads(record)
+
+
+def download_version(
+    client: MlflowClient, name: str, version: str, dest: Path
+) -> tuple[Path, dict[str, str]]:
+    """A registered version's model directory and the sha256 record it was promoted with."""
+    digests = recorded_digests(client.get_model_version(name, version))
+    return download_model_dir(name, version, dest), digests
 
 
 def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_version) -> dict:
     """Register, export, move aliases; undo everything done so far if a step fails."""
     name = params["registered_model"]
+    digests = file_digests(CANDIDATE_DIR)
     info = log_model(CANDIDATE_DIR)
+    tags = {**tags, DIGESTS_TAG: json.dumps(digests, sort_keys=True)}
     version = mlflow.register_model(info.model_uri, name, tags=tags)
     bento_tag = None
     try:
@@ -131,6 +168,7 @@ def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_versio
             CANDIDATE_DIR,
             params["bento_model"],
             version.version,
+            digests,
             {
                 k: tags[k]
                 for k in (
@@ -223,11 +261,12 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
     if current is None or previous is None:
         raise SystemExit(f"rollback: {name} needs both '{PRODUCTION}' and '{PREVIOUS}' aliases")
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = download_model_dir(name, previous.version, Path(tmp))
+        model_dir, digests = download_version(client, name, previous.version, Path(tmp))
         bento_tag = export_to_bentoml(
             model_dir,
             params["bento_model"],
             previous.version,
+            digests,
             {"rolled_back_from": current.version},
         )
     client.set_registered_model_alias(name, PRODUCTION, previous.version)
@@ -247,26 +286,55 @@ def export_production(params: dict[str, Any]) -> str:
     ``gate/decision.json``, committed with the pipeline's outputs, says it was promoted.
     """
     configure()
+    client = MlflowClient()
     name = params["registered_model"]
     try:
-        current = production_version(MlflowClient(), name)
-    except MlflowException:
+        current = production_version(client, name)
+    except MlflowException as err:
+        if err.error_code in AUTH_ERRORS:
+            raise
         current = None
     if current is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            model_dir = download_model_dir(name, str(current.version), Path(tmp))
-            return export_to_bentoml(model_dir, params["bento_model"], str(current.version), {})
+            version = str(current.version)
+            model_dir, digests = download_version(client, name, version, Path(tmp))
+            return export_to_bentoml(model_dir, params["bento_model"], version, digests, {})
     record = json.loads(DECISION.read_text())
     if not record["promoted"]:
         raise SystemExit(
             f"export: no '{PRODUCTION}' alias in the registry and {DECISION} says "
             "the champion was not promoted; set MLFLOW_TRACKING_URI to the registry"
         )
+    decided = record["data_md5"][str(CANDIDATE_DIR)]
+    if dvc_md5(CANDIDATE_DIR) != decided:
+        raise UntrustedModelError(
+            f"export: {CANDIDATE_DIR} is not the model {DECISION} promoted (DVC md5 {decided})"
+        )
     return export_to_bentoml(
         CANDIDATE_DIR,
         params["bento_model"],
         record["candidate_version"],
+        file_digests(CANDIDATE_DIR),
         {"git_commit": record["git_commit"]},
+    )
+
+
+def run_command(command: str, params: dict[str, Any]) -> str:
+    """Run one command; return the line that reports what it did."""
+    if command == "rollback":
+        return f"rollback: {rollback(params)}"
+    if command == "export":
+        return f"export: {export_production(params)}"
+    record = run_stage(params)
+    failing = [rule for rule, v in record["rules"].items() if not v["passed"]]
+    verdict = (
+        f"promoted as version {record['candidate_version']}"
+        if record["promoted"]
+        else (f"kept production (failing: {', '.join(failing)})")
+    )
+    return (
+        f"gate: {verdict}; candidate test macro-F1 {record['candidate']['macro_f1']}"
+        f" (BENTOML_HOME={os.environ.get('BENTOML_HOME', 'default')})"
     )
 
 
@@ -277,23 +345,17 @@ def main() -> None:
     )
     args = parser.parse_args()
     params = load_params("gate")
-    if args.command == "rollback":
-        print(f"rollback: {rollback(params)}")
-        return
-    if args.command == "export":
-        print(f"export: {export_production(params)}")
-        return
-    record = run_stage(params)
-    failing = [rule for rule, v in record["rules"].items() if not v["passed"]]
-    verdict = (
-        f"promoted as version {record['candidate_version']}"
-        if record["promoted"]
-        else (f"kept production (failing: {', '.join(failing)})")
-    )
-    print(
-        f"gate: {verdict}; candidate test macro-F1 {record['candidate']['macro_f1']}"
-        f" (BENTOML_HOME={os.environ.get('BENTOML_HOME', 'default')})"
-    )
+    try:
+        print(run_command(args.command, params))
+    except MlflowException as err:
+        hint = (
+            "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            if err.error_code in AUTH_ERRORS
+            else ""
+        )
+        fail(f"{args.command}: registry {redact_uri(tracking_uri())}: {err.message}{hint}")
+    except UntrustedModelError as err:
+        fail(f"{args.command}: {err}")
 
 
 if __name__ == "__main__":

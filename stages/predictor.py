@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stages.common import load_skops, save_skops, write_json
+from stages.common import write_json
+from stages.model_files import load_skops, save_skops
 from stages.text import clean_text
 
 META_FILE = "meta.json"

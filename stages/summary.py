@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from stages.common import REPO_ROOT
-from stages.tracking import tracking_uri
+from stages.tracking import redact_uri, tracking_uri
 
 
 def read(path: str) -> dict:
@@ -65,8 +65,8 @@ def main() -> None:
         print(f"  {line}")
     print(f"outputs: {Path('data')}, {Path('models')}, eval/, gate/, drift/ (dvc.lock lists all)")
     print(
-        f"MLflow: {tracking_uri()}\n  open it with: .venv/bin/mlflow ui --backend-store-uri "
-        f"{tracking_uri()}"
+        f"MLflow: {redact_uri(tracking_uri())}\n  open it with: .venv/bin/mlflow ui "
+        f"--backend-store-uri {redact_uri(tracking_uri())}"
     )
 
 

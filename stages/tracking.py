@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import psutil
@@ -44,6 +45,16 @@ def project_root() -> Path:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store of the project."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def redact_uri(uri: str) -> str:
+    """A URI fit to print or log: any password in it replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 def configure() -> str:
@@ -98,7 +109,7 @@ def dvc_md5(path: str | Path) -> str:
 def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str], dict]:
     """Data dependencies (code excluded) and params a stage declares in dvc.yaml."""
     spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
-    deps = [d for d in spec.get("deps", []) if not d.endswith(".py")]
+    deps = [d for d in spec.get("deps", []) if not d.endswith((".py", ".lock"))]
     params_file = yaml.safe_load((dvc_file.parent / "params.yaml").read_text())
     used: dict[str, Any] = {}
     for entry in spec.get("params", []):
@@ -109,6 +120,16 @@ def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str]
                 value = value[part]
             used[key] = value
     return deps, used
+
+
+def code_hash(stage: str, dvc_file: Path = Path("dvc.yaml"), root: Path = REPO_ROOT) -> str:
+    """A short hash of the code a stage declares (its ``.py`` and ``.lock`` deps in dvc.yaml),
+    read from ``root``, the code that runs."""
+    spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
+    sha = hashlib.sha256()
+    for dep in sorted(d for d in spec.get("deps", []) if d.endswith((".py", ".lock"))):
+        sha.update(dep.encode() + b"\0" + (root / dep).read_bytes() + b"\0")
+    return sha.hexdigest()[:16]
 
 
 def local_dataset(path: str, digest: str) -> MetaDataset:
@@ -213,6 +234,7 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
         "stage": stage,
         PIPELINE_TAG: key,
         "params.hash": params_hash(params),
+        "code.hash": code_hash(stage),
         **{f"data.md5.{dep}": md5 for dep, md5 in data_md5.items()},
     }
     with mlflow.start_run(run_name=run_name or stage, parent_run_id=parent_id, tags=tags) as run:
@@ -223,50 +245,3 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
             yield run
         finally:
             client.set_terminated(parent_id)
-
-
-# Packages a logged model needs at load time, pinned from requirements.lock.
-MODEL_PACKAGES = (
-    "mlflow",
-    "torch",
-    "transformers",
-    "scikit-learn",
-    "skops",
-    "scipy",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "nltk",
-    "emoji",
-    "ftfy",
-    "pyyaml",
-)
-
-
-def pinned_requirements(names: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
-    """``name==version`` lines from requirements.lock (explicit: no slow inference)."""
-    pins = dict(
-        line.split("==", 1)
-        for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    return [f"{name}=={pins[name]}" for name in names if name in pins]
-
-
-def log_model(model_dir: str | Path, name: str = "model") -> Any:
-    """Log a model directory (either flavor) as an MLflow pyfunc model; return its info."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text")]),
-        outputs=Schema([ColSpec("long", "label"), ColSpec("double", "score")]),
-    )
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(REPO_ROOT / "stages" / "mlflow_pyfunc.py"),
-        artifacts={"model_dir": str(model_dir)},
-        code_paths=[str(REPO_ROOT / "stages")],
-        pip_requirements=pinned_requirements(),
-        signature=signature,
-    )

@@ -30,8 +30,9 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stages.common import LABEL_NAMES, atomic_path, load_params, read_split, write_json
 from stages.metrics import macro_f1
+from stages.mlflow_model import log_model
 from stages.predictor import best_threshold, decide
-from stages.tracking import log_model, log_numeric_metrics, stage_run
+from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
     base_model_dir,
     model_text,

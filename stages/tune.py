@@ -31,10 +31,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
-from stages.common import atomic_path, load_params, load_skops, write_json
+from stages.common import atomic_path, load_params, write_json
 from stages.metrics import macro_f1
+from stages.model_files import load_skops
 from stages.predictor import best_threshold, decide, save_classical
-from stages.tracking import dvc_md5, params_hash, project_root, stage_run
+from stages.tracking import code_hash, dvc_md5, params_hash, project_root, stage_run
 
 FEATURES = Path("data/features")
 MODEL_DIR = Path("models/classical")
@@ -81,10 +82,11 @@ def storage_url(params: dict[str, Any]) -> str:
     )
 
 
-def study_name(params: dict[str, Any], features_md5: str) -> str:
-    """Same inputs and search space -> same study, so re-runs and workers share it."""
+def study_name(params: dict[str, Any], features_md5: str, code: str) -> str:
+    """Same features, search space and code -> same study, so re-runs and workers share it;
+    a change to any of them starts a new study (never trials scored by other code)."""
     search = {k: v for k, v in params.items() if k not in RUN_ONLY_PARAMS}
-    return f"tune-{params_hash({'features': features_md5, **search})}"
+    return f"tune-{params_hash({'features': features_md5, 'code': code, **search})}"
 
 
 def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
@@ -182,17 +184,24 @@ def search(
     return study
 
 
+def with_probabilities(classifier: ClassifierMixin, folds: int, seed: int) -> ClassifierMixin:
+    """The classifier itself, or sigmoid-calibrated over stratified folds when it has no
+    ``predict_proba`` (LinearSVC, hinge SGD)."""
+    if hasattr(classifier, "predict_proba") and not (
+        isinstance(classifier, SGDClassifier) and classifier.loss == "hinge"
+    ):
+        return classifier
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
+
+
 def refit_best(study: optuna.Study, params: dict[str, Any]) -> Pipeline:
     """The best classifier refitted on all of train, behind the fitted vectorizer."""
     x, y = load_features("train")
     classifier = suggest_classifier(
         optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
     )
-    if not hasattr(classifier, "predict_proba") or (
-        isinstance(classifier, SGDClassifier) and classifier.loss == "hinge"
-    ):
-        cv = StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"])
-        classifier = CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
+    classifier = with_probabilities(classifier, params["cv_folds"], params["seed"])
     classifier.fit(x, y)
     return Pipeline(
         [("features", load_skops(FEATURES / "vectorizer.skops")), ("classifier", classifier)]
@@ -226,7 +235,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     """Search, refit the best model, choose its threshold on val, write every output."""
     storage = storage_url(params)
     with stage_run("tune") as run:
-        name = study_name(params, dvc_md5(FEATURES))
+        name = study_name(params, dvc_md5(FEATURES), code_hash("tune"))
         started = time.perf_counter()
         study = search(params, storage, name, run.info.run_id)
         seconds = time.perf_counter() - started
@@ -235,6 +244,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         proba = pipeline.named_steps["classifier"].predict_proba(x_val)
         threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
         states = [t.state for t in study.get_trials(deepcopy=False)]
+        finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
         best = {
             "study": name,
             "best_params": study.best_params,
@@ -245,7 +255,10 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             "trials": {
                 "complete": states.count(TrialState.COMPLETE),
                 "pruned": states.count(TrialState.PRUNED),
+                "target": params["n_trials"],
             },
+            # tune.timeout stopped the search before tune.n_trials finished trials
+            "timed_out": finished < params["n_trials"],
             "search_seconds": round(seconds, 2),
         }
         with atomic_path(MODEL_DIR) as tmp:
@@ -294,12 +307,18 @@ def main() -> None:
     params = load_params("tune")
     if args.worker:
         storage = storage_url(params)
-        name = study_name(params, dvc_md5(FEATURES))
+        name = study_name(params, dvc_md5(FEATURES), code_hash("tune"))
         with stage_run("tune", run_name="tune-worker") as run:
             study = search(params, storage, name, run.info.run_id, args.n_trials)
         print(f"tune worker: study {name} now holds {len(study.trials)} trials")
         return
     best = run_stage(params)
+    if best["timed_out"]:
+        print(
+            f"tune: WARNING tune.timeout ({params['timeout']} s) stopped the search after "
+            f"{best['trials']['complete'] + best['trials']['pruned']} of "
+            f"{params['n_trials']} trials (recorded as timed_out in tune/best.json)"
+        )
     print(
         f"tune: best {best['best_params']} cv macro-F1 {best['cv_macro_f1']} "
         f"val {best['val_macro_f1']} ({best['trials']}, {best['search_seconds']} s)"

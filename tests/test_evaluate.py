@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stages.behaviour import EMOJI, SHORT, negation_cases, run_suite
-from stages.evaluate import choose_champion, score, slices
+from stages.evaluate import choose_champion, score, slices, unseen
 from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from stages.predictor import best_threshold, decide
 
@@ -46,9 +46,22 @@ def test_score_reports_every_metric() -> None:
     assert set(result["per_class"]) == {"negative", "positive"}
 
 
-def test_champion_is_chosen_by_validation_then_latency() -> None:
-    assert choose_champion({"a": 0.80, "b": 0.85}, {"a": 1.0, "b": 9.0}) == "b"
-    assert choose_champion({"a": 0.85, "b": 0.85}, {"a": 5.0, "b": 1.0}) == "b"
+def test_champion_is_the_cheapest_within_min_gain_of_the_best_validation_score() -> None:
+    cost = {"classical": 3.0, "transformer": 87.0, "ensemble": 90.0}
+    val = {"classical": 0.847, "transformer": 0.8753, "ensemble": 0.8758}
+    assert choose_champion(val, cost, 0.005) == ("transformer", "ensemble")
+    assert choose_champion(val, cost, 0.0) == ("ensemble", "transformer")
+    assert choose_champion(val, cost, 0.03) == ("classical", "ensemble")
+    just_outside = val | {"transformer": 0.8707}
+    assert choose_champion(just_outside, cost, 0.005) == ("ensemble", "transformer")
+    tied = {"a": 0.85, "b": 0.85}
+    assert choose_champion(tied, {"a": 1.0, "b": 1.0}, 0.0) == ("a", "b")  # by name
+    assert choose_champion(tied, {"a": 2.0, "b": 1.0}, 0.0) == ("b", "a")  # by cost
+
+
+def test_test_unseen_keeps_only_texts_absent_from_train() -> None:
+    test = (["good", "bad", "nice one", "good"], [1, 0, 1, 1])
+    assert unseen(test, ["good", "awful"]) == (["bad", "nice one"], [0, 1])
 
 
 def test_threshold_and_decision() -> None:

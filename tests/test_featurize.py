@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +14,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from stages.common import load_skops
 from stages.featurize import featurize, make_vectorizer, stop_words
+from stages.model_files import load_skops
+from stages.tracking import dvc_md5
+from tests.conftest import REPO
 
 PARAMS = {
     "emoji": "demojize",
@@ -70,3 +77,30 @@ def test_featurize_fits_on_train_only_and_saves_without_pickle(tmp_path: Path) -
     assert val.shape == (1, summary["n_features"])
     assert np.load(out / "train_labels.npy").tolist() == [1, 1, 1]
     assert not list(tmp_path.glob(".features.*")), "no temporary directory left behind"
+
+
+def test_featurize_twice_gives_byte_identical_outputs(tmp_path: Path) -> None:
+    """Same inputs, same bytes, same DVC md5: a re-run of featurize re-runs nothing after it.
+
+    Two processes (object ids and string hashes differ), two seconds apart (zip timestamps).
+    """
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split in ("train", "val", "test"):
+        texts = ["good shuttle 👍", "not good at all", "bad, broken", "very nice"]
+        frame = pd.DataFrame({"text": texts, "label": [1, 0, 0, 1]})
+        frame.to_parquet(prepared / f"{split}.parquet")
+    code = (
+        "import sys, json; from pathlib import Path; from stages.featurize import featurize; "
+        "featurize(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))"
+    )
+    params = json.dumps(PARAMS | {"char_ngrams": True, "stop_words": "english"})
+    for out in ("first", "second"):
+        subprocess.run(
+            [sys.executable, "-c", code, str(prepared), str(tmp_path / out), params],
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        time.sleep(2.1)
+    assert dvc_md5(tmp_path / "first") == dvc_md5(tmp_path / "second")
+    assert load_skops(tmp_path / "second" / "vectorizer.skops").transform(["good"]).shape[0] == 1

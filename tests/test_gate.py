@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from stages import gate
+from stages.model_files import file_digests
 from stages.predictor import save_classical
 from tests.conftest import REPO
 
@@ -79,8 +81,8 @@ def make_model(path: Path, words_known: int) -> Path:
     return path
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work in ``tmp_path``: dvc.yaml, gate params, a tiny test split, own MLflow/BentoML."""
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"gate": PARAMS}
@@ -96,6 +98,11 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     )
     Path("data/prepared").mkdir(parents=True)
     test.to_parquet("data/prepared/test.parquet")
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    project_copy(tmp_path, monkeypatch)
     gate.configure()
     return MlflowClient()
 
@@ -119,6 +126,9 @@ def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyP
     assert {"test.macro_f1", "git.commit", "params.hash"} <= set(metadata)
     version = registry.get_model_version(name, "1")  # tagged with what made it
     assert {"data.md5.test", "params.hash", "git.commit", "test.macro_f1"} <= set(version.tags)
+    recorded = json.loads(version.tags[gate.DIGESTS_TAG])  # and with its files' sha256
+    assert recorded == file_digests(gate.CANDIDATE_DIR) == metadata["sha256"]
+    assert set(recorded) == {"meta.json", "model.skops"}
 
     make_model(gate.CANDIDATE_DIR, 2)  # worse: kept
     worse = gate.run_stage(PARAMS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,23 +19,22 @@ import pytest
 import yaml
 from bentoml._internal.models import ModelStore
 
+from stages.model_files import save_skops
 from tests.conftest import REPO
 from tests.test_gate import make_model
 
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temporary BentoML store holding a tiny classical model exported by the gate code.
+def export_model(home: Path, model_dir: Path) -> None:
+    """Export a model directory into the BentoML store at ``home``, as the gate does.
 
-    Exported in a subprocess: BentoML fixes its store when first imported in a process.
+    In a subprocess: BentoML fixes its store when first imported in a process.
     """
-    home = tmp_path_factory.mktemp("bentoml")
-    model_dir = make_model(tmp_path_factory.mktemp("model") / "champion", 6)
     code = (
         "import sys; from pathlib import Path; from stages.gate import export_to_bentoml; "
-        "export_to_bentoml(Path(sys.argv[1]), 'sentiment', '7', {})"
+        "from stages.model_files import file_digests; d = Path(sys.argv[1]); "
+        "export_to_bentoml(d, 'sentiment', '7', file_digests(d), {})"
     )
     subprocess.run(
         [sys.executable, "-c", code, str(model_dir)],
@@ -42,6 +42,13 @@ def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
     )
+
+
+@pytest.fixture(scope="module")
+def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary BentoML store holding a tiny classical model exported by the gate code."""
+    home = tmp_path_factory.mktemp("bentoml")
+    export_model(home, make_model(tmp_path_factory.mktemp("model") / "champion", 6))
     return home
 
 
@@ -51,55 +58,72 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``bentoml serve`` on loopback; yields (base url, inference log path)."""
-    log = tmp_path_factory.mktemp("log") / "predictions.jsonl"
-    server_log = log.parent / "server.log"
+def serve(bento_home: Path, log_dir: Path, **env_extra: str) -> tuple[subprocess.Popen, str]:
+    """Start ``bentoml serve`` on a free loopback port; output goes to ``log_dir/server.log``."""
     port = free_port()
     env = {
         **os.environ,
         "BENTOML_HOME": str(bento_home),
-        "SENTIMENT_INFERENCE_LOG": str(log),
-        "SENTIMENT_INFERENCE_LOG_MAX_BYTES": "3000",
-        "SENTIMENT_INFERENCE_LOG_BACKUPS": "2",
+        "SENTIMENT_INFERENCE_LOG": str(log_dir / "predictions.jsonl"),
         "PYTHONPATH": str(REPO),
         "BENTOML_DO_NOT_TRACK": "true",
+        **env_extra,
     }
+    command = ["serve", "service:Sentiment", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
-        [
-            str(BIN / "bentoml"),
-            "serve",
-            "service:Sentiment",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [str(BIN / "bentoml"), *command],
         cwd=REPO,
         env=env,
-        stdout=server_log.open("wb"),
+        stdout=(log_dir / "server.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited: {(log_dir / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail("service not ready within 120 s")
+
+
+def stop(proc: subprocess.Popen, log_dir: Path) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers; never fail teardown."""
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"bentoml serve exited: {server_log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("service not ready within 120 s")
-        yield url, log
-    finally:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        tail = (log_dir / "server.log").read_text()[-2000:]
+        print(f"bentoml serve ignored SIGTERM for 30 s; killed. Log tail:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``bentoml serve`` on loopback; yields (base url, inference log path)."""
+    log_dir = tmp_path_factory.mktemp("log")
+    proc, url = serve(
+        bento_home,
+        log_dir,
+        SENTIMENT_INFERENCE_LOG_MAX_BYTES="3000",
+        SENTIMENT_INFERENCE_LOG_BACKUPS="2",
+    )
+    try:
+        wait_ready(proc, url, log_dir)
+        yield url, log_dir / "predictions.jsonl"
+    finally:
+        stop(proc, log_dir)
 
 
 def test_predict_and_predict_batch(server) -> None:
@@ -221,3 +245,114 @@ def test_bentoml_build(bento_home: Path, tmp_path: Path) -> None:
     stored = bentoml.models.get("sentiment:latest", _model_store=ModelStore(home / "models"))
     assert [m["tag"] for m in packaged] == [str(stored.tag)], "the promoted model is packaged"
     assert (bento / "src" / "stages" / "predictor.py").is_file()
+
+
+TOKEN = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def auth_server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The service with ``SENTIMENT_API_TOKEN`` set (default scope)."""
+    log_dir = tmp_path_factory.mktemp("auth")
+    proc, url = serve(bento_home, log_dir, SENTIMENT_API_TOKEN=TOKEN)
+    try:
+        wait_ready(proc, url, log_dir)
+        yield url, log_dir
+    finally:
+        stop(proc, log_dir)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": f"Basic {TOKEN}"}, 401),
+        ({"Authorization": f"Bearer {TOKEN}x"}, 401),
+        ({"Authorization": f"Bearer {TOKEN}"}, 200),
+        ({"Authorization": f"bearer {TOKEN}"}, 200),
+    ],
+)
+def test_prediction_routes_need_the_token(auth_server, headers: dict, status: int) -> None:
+    url, _ = auth_server
+    one = httpx.post(f"{url}/predict", json={"text": "good"}, headers=headers, timeout=30)
+    many = httpx.post(f"{url}/predict_batch", json={"texts": ["ok"]}, headers=headers, timeout=30)
+    assert (one.status_code, many.status_code) == (status, status), one.text
+    if status == 401:
+        assert one.headers["www-authenticate"] == "Bearer"
+        assert one.json() == {"error": "missing or wrong bearer token"}
+
+
+def test_probes_metrics_and_docs_stay_open_and_declare_the_scheme(auth_server) -> None:
+    url, log_dir = auth_server
+    for path in ("/readyz", "/livez", "/healthz", "/metrics", "/"):
+        assert httpx.get(f"{url}{path}", timeout=10).status_code == 200, path
+    spec = httpx.get(f"{url}/docs.json", timeout=10).json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The service's SENTIMENT_API_TOKEN.",
+    }
+    for path in ("/predict", "/predict_batch"):
+        operation = spec["paths"][path]["post"]
+        assert operation["security"] == [{"bearerAuth": []}] and "401" in operation["responses"]
+    assert "security" not in spec["paths"]["/readyz"]["get"]
+    assert TOKEN not in (log_dir / "server.log").read_text()
+
+
+def test_scope_all_closes_metrics_and_docs(bento_home: Path, tmp_path: Path) -> None:
+    proc, url = serve(
+        bento_home, tmp_path, SENTIMENT_API_TOKEN=TOKEN, SENTIMENT_API_TOKEN_SCOPE="all"
+    )
+    try:
+        wait_ready(proc, url, tmp_path)
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        for path in ("/metrics", "/docs.json"):
+            assert httpx.get(f"{url}{path}", timeout=10).status_code == 401, path
+            assert httpx.get(f"{url}{path}", headers=bearer, timeout=10).status_code == 200
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    finally:
+        stop(proc, tmp_path)
+
+
+def flip_a_byte(model_dir: Path) -> None:
+    data = bytearray((model_dir / "model.skops").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model_dir / "model.skops").write_bytes(bytes(data))
+
+
+def crafted(model_dir: Path) -> None:
+    from tests.test_model_files import crafted_pipeline
+
+    (model_dir / "model.skops").unlink()
+    save_skops(crafted_pipeline(True), model_dir / "model.skops")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "exported_after", "message"),
+    [
+        (flip_a_byte, False, "model files differ: model.skops has sha256"),
+        (crafted, False, "model files differ: model.skops has sha256"),
+        (crafted, True, "refusing to load untrusted types"),
+    ],
+)
+def test_a_tampered_model_stops_the_service(
+    tamper, exported_after: bool, message: str, tmp_path: Path
+) -> None:
+    """Changed after export: the digests catch it. Exported as is: the allowlist does."""
+    home = tmp_path / "bentoml"
+    model_dir = make_model(tmp_path / "champion", 6)
+    if exported_after:
+        tamper(model_dir)
+    export_model(home, model_dir)
+    if not exported_after:
+        (stored,) = (home / "models" / "sentiment").glob("*/model")
+        tamper(stored)
+    # As in the container image: a worker that fails to start is not respawned.
+    proc, _ = serve(home, tmp_path, BENTOML_CONTAINERIZED="true")
+    try:
+        proc.wait(timeout=120)
+    finally:
+        stop(proc, tmp_path)
+    log = (tmp_path / "server.log").read_text()
+    assert proc.returncode != 0 and message in log, log[-3000:]

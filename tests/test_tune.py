@@ -97,10 +97,35 @@ def test_rerun_resumes_the_study(tiny_project: Path) -> None:
     assert len(study.trials) == 5
 
 
+def test_code_params_or_data_change_start_a_new_study(tmp_path: Path) -> None:
+    name = tune.study_name(TUNE, "md5-a", "code-a")
+    assert name == tune.study_name(TUNE | {"n_trials": 50, "timeout": 1}, "md5-a", "code-a")
+    assert name != tune.study_name(TUNE, "md5-a", "code-b")
+    assert name != tune.study_name(TUNE, "md5-b", "code-a")
+    assert name != tune.study_name(TUNE | {"cv_folds": 4}, "md5-a", "code-a")
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "tune.py").write_text("def objective(): return 1\n")
+    dvc_file = tmp_path / "dvc.yaml"
+    dvc_file.write_text(yaml.safe_dump({"stages": {"tune": {"deps": ["stages/tune.py", "d"]}}}))
+    before = tracking.code_hash("tune", dvc_file, tmp_path)
+    (tmp_path / "stages" / "tune.py").write_text("def objective(): return 2\n")
+    assert tracking.code_hash("tune", dvc_file, tmp_path) != before
+
+
+def test_a_timeout_that_cuts_the_search_short_is_recorded(
+    tiny_project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    best = tune.run_stage(TUNE | {"n_trials": 40, "timeout": 0.01})
+    assert best["timed_out"] and best["trials"]["target"] == 40
+    assert best["trials"]["complete"] + best["trials"]["pruned"] < 40
+    assert json.loads((tiny_project / "tune" / "best.json").read_text())["timed_out"]
+
+
 def test_two_workers_share_one_study(tiny_project: Path) -> None:
     # The stores and the study exist before workers join (the first tune run makes them).
     tracking.configure()
-    name = tune.study_name(TUNE, tune.dvc_md5("data/features"))
+    name = tune.study_name(TUNE, tune.dvc_md5("data/features"), tracking.code_hash("tune"))
     storage = f"sqlite:///{tiny_project / 'optuna.db'}"
     tune.search(TUNE, storage, name, None, n_trials=0)
     cmd = [sys.executable, "-m", "stages.tune", "--worker", "--n-trials", "8"]

@@ -1,0 +1,60 @@
+"""Log a model directory (any flavor) as an MLflow pyfunc model with pinned requirements.
+
+MLflow loads ``stages/mlflow_pyfunc.py`` ("model from code") and the ``stages`` package beside
+the directory, so a registered model scores through the same predictor code as the stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from stages.common import REPO_ROOT
+
+# Packages a logged model needs at load time, pinned from requirements.lock.
+MODEL_PACKAGES = (
+    "mlflow",
+    "torch",
+    "transformers",
+    "scikit-learn",
+    "skops",
+    "scipy",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "nltk",
+    "emoji",
+    "ftfy",
+    "pyyaml",
+)
+
+
+def pinned_requirements(names: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
+    """``name==version`` lines from requirements.lock (explicit: no slow inference)."""
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    return [f"{name}=={pins[name]}" for name in names if name in pins]
+
+
+def log_model(model_dir: str | Path, name: str = "model") -> Any:
+    """Log a model directory (either flavor) as an MLflow pyfunc model; return its info."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "text")]),
+        outputs=Schema([ColSpec("long", "label"), ColSpec("double", "score")]),
+    )
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(REPO_ROOT / "stages" / "mlflow_pyfunc.py"),
+        artifacts={"model_dir": str(model_dir)},
+        code_paths=[str(REPO_ROOT / "stages")],
+        pip_requirements=pinned_requirements(),
+        signature=signature,
+    )

@@ -1,0 +1,63 @@
+"""dvc.yaml tells the truth: every local file a stage's command imports or loads is a dep."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+CODE_SUFFIXES = (".py", ".lock")  # files a stage loads by path: code and pinned requirements
+
+
+def local_files(path: Path) -> set[str]:
+    """Project files one module imports (at any depth of the code) or names by path."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            name = node.value
+            for candidate in (REPO / name, REPO / "stages" / name):
+                if name.endswith(CODE_SUFFIXES) and "/" not in name and candidate.is_file():
+                    found.add(candidate.relative_to(REPO).as_posix())
+        for module in modules:
+            candidate = REPO / (module.replace(".", "/") + ".py")
+            if module.startswith("stages.") and candidate.is_file():
+                found.add(candidate.relative_to(REPO).as_posix())
+    return found
+
+
+def closure(start: str) -> set[str]:
+    """``start`` and everything it reaches, transitively."""
+    seen, pending = set(), [start]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.endswith(".py"):
+            pending.extend(local_files(REPO / current))
+    return seen
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_local_file_a_stage_uses_is_a_dep(stage: str) -> None:
+    module = STAGES[stage]["cmd"].split("python -m ", 1)[1].split()[0]
+    needed = closure(module.replace(".", "/") + ".py")
+    missing = sorted(needed - set(STAGES[stage]["deps"]))
+    assert not missing, f"stage {stage} does not declare {missing} in dvc.yaml"
+
+
+def test_the_closure_follows_function_level_imports_and_paths() -> None:
+    gate = closure("stages/gate.py")
+    assert "stages/mlflow_pyfunc.py" in gate  # loaded by path by tracking.log_model
+    assert "requirements.lock" in gate  # read by tracking.pinned_requirements
+    assert "stages/transformer_model.py" in closure("stages/evaluate.py")  # imported in a function
