@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +39,36 @@ def sh(root: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess
     if proc.returncode:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log: Path, seconds: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it exits or hangs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited: {log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"{url} not ready within {seconds} s: {log.read_text()[-3000:]}")
+
+
+def stop_group(proc: subprocess.Popen, log: Path) -> None:
+    """SIGTERM a server's process group, SIGKILL it if it lingers; never fail teardown."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        print(
+            f"{proc.args[0]} ignored SIGTERM for 30 s; killed. Log tail:\n{log.read_text()[-2000:]}"
+        )
 
 
 def copy_project(dest: Path) -> Path:

@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
 from stages import gate
 from stages.report import gate_lines
 from stages.tracking import redact_uri
+from tests.conftest import stop_group, wait_ready
 from tests.test_gate import PARAMS, alias, make_model, project_copy, served_version
 from tests.test_service import free_port
 
@@ -79,28 +77,10 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"mlflow server not ready within 120 s: {log.read_text()[-3000:]}")
+        wait_ready(proc, f"{url}/health", log)
         yield url, log
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, log)
 
 
 @pytest.fixture

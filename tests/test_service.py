@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import yaml
 from bentoml._internal.models import ModelStore
 
 from stages.model_files import save_skops
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_group, wait_ready
 from tests.test_gate import make_model
 
 BIN = Path(sys.executable).parent
@@ -81,34 +79,6 @@ def serve(bento_home: Path, log_dir: Path, **env_extra: str) -> tuple[subprocess
     return proc, f"http://127.0.0.1:{port}"
 
 
-def wait_ready(proc: subprocess.Popen, url: str, log_dir: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited: {(log_dir / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    pytest.fail("service not ready within 120 s")
-
-
-def stop(proc: subprocess.Popen, log_dir: Path) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers; never fail teardown."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        tail = (log_dir / "server.log").read_text()[-2000:]
-        print(f"bentoml serve ignored SIGTERM for 30 s; killed. Log tail:\n{tail}")
-
-
 @pytest.fixture(scope="module")
 def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
     """``bentoml serve`` on loopback; yields (base url, inference log path)."""
@@ -120,10 +90,10 @@ def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
         SENTIMENT_INFERENCE_LOG_BACKUPS="2",
     )
     try:
-        wait_ready(proc, url, log_dir)
+        wait_ready(proc, f"{url}/readyz", log_dir / "server.log")
         yield url, log_dir / "predictions.jsonl"
     finally:
-        stop(proc, log_dir)
+        stop_group(proc, log_dir / "server.log")
 
 
 def test_predict_and_predict_batch(server) -> None:
@@ -256,10 +226,10 @@ def auth_server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
     log_dir = tmp_path_factory.mktemp("auth")
     proc, url = serve(bento_home, log_dir, SENTIMENT_API_TOKEN=TOKEN)
     try:
-        wait_ready(proc, url, log_dir)
+        wait_ready(proc, f"{url}/readyz", log_dir / "server.log")
         yield url, log_dir
     finally:
-        stop(proc, log_dir)
+        stop_group(proc, log_dir / "server.log")
 
 
 @pytest.mark.parametrize(
@@ -305,14 +275,14 @@ def test_scope_all_closes_metrics_and_docs(bento_home: Path, tmp_path: Path) -> 
         bento_home, tmp_path, SENTIMENT_API_TOKEN=TOKEN, SENTIMENT_API_TOKEN_SCOPE="all"
     )
     try:
-        wait_ready(proc, url, tmp_path)
+        wait_ready(proc, f"{url}/readyz", tmp_path / "server.log")
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         for path in ("/metrics", "/docs.json"):
             assert httpx.get(f"{url}{path}", timeout=10).status_code == 401, path
             assert httpx.get(f"{url}{path}", headers=bearer, timeout=10).status_code == 200
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
     finally:
-        stop(proc, tmp_path)
+        stop_group(proc, tmp_path / "server.log")
 
 
 def flip_a_byte(model_dir: Path) -> None:
@@ -353,6 +323,6 @@ def test_a_tampered_model_stops_the_service(
     try:
         proc.wait(timeout=120)
     finally:
-        stop(proc, tmp_path)
+        stop_group(proc, tmp_path / "server.log")
     log = (tmp_path / "server.log").read_text()
     assert proc.returncode != 0 and message in log, log[-3000:]
