@@ -81,6 +81,7 @@ def train(
     """
     set_seed(params["seed"])
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(params["threads"])  # reductions split by thread: fix it for equal bytes
     device = pick_device()
     texts, labels = read_split(train_split)
     texts, labels = subsample(texts, labels, params["max_train_samples"], params["seed"])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from stages import train_transformer as tt
+from stages.model_files import file_digests
 from stages.predictor import load_predictor, predict
 from stages.transformer_model import model_text, probabilities
 
@@ -46,6 +47,7 @@ PARAMS = {
     "max_grad_norm": 1.0,
     "max_train_samples": None,
     "quantize": True,
+    "threads": 2,
     "seed": 3,
 }
 
@@ -123,10 +125,16 @@ def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path
     assert predict(predictor, texts).shape == (3,)
 
 
-def test_training_is_seeded(tiny_bert, splits) -> None:
+def test_training_twice_gives_equal_safetensors_bytes(tiny_bert, splits, tmp_path) -> None:
     params = PARAMS | {"base_model": str(tiny_bert)}
-    first, second = tt.train(params, *splits), tt.train(params, *splits)
-    assert first["history"] == second["history"]
+    meta = {"threshold": 0.5, "max_length": 16, "quantized": False, "n_classes": 2}
+    digests = []
+    for run in ("first", "second"):
+        result = tt.train(params, *splits)
+        tt.save_transformer(result["model"], result["tokenizer"], tmp_path / run, meta)
+        digests.append(file_digests(tmp_path / run))
+    assert digests[0]["model.safetensors"] == digests[1]["model.safetensors"]
+    assert digests[0] == digests[1]
 
 
 def test_early_stopping_stops(tiny_bert, splits) -> None:
