@@ -205,8 +205,12 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         current = production_version(client, name)
         production = None
         if current is not None:
-            model = mlflow.pyfunc.load_model(f"models:/{name}@{PRODUCTION}")
-            production = assess(model.unwrap_python_model().predictor, texts, labels)
+            # The registry's files, checked against their record and loaded with this
+            # project's code: never the code logged beside the model (it runs on load).
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir, digests = download_version(client, name, current.version, Path(tmp))
+                verify_digests(model_dir, digests)
+                production = assess(load_predictor(model_dir), texts, labels)
         decision = decide(candidate, production, params)
         data_md5 = {
             str(TEST_SPLIT): dvc_md5(TEST_SPLIT),

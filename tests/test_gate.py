@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from stages import gate
-from stages.model_files import file_digests
+from stages.model_files import UntrustedModelError, file_digests
 from stages.predictor import save_classical
 from tests.conftest import REPO
 
@@ -176,3 +176,19 @@ def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyP
 
     gate.export_production(PARAMS)  # image builds export what the registry calls production
     assert served_version() == "1"
+
+
+def test_the_gate_refuses_a_production_model_changed_in_the_registry(
+    registry: MlflowClient,
+) -> None:
+    """The production model is scored from its registry files after checking their sha256,
+    with this project's code: a changed artifact stops the gate, naming the file."""
+    make_model(gate.CANDIDATE_DIR, 4)
+    gate.run_stage(PARAMS)
+    uri = registry.get_model_version_download_uri(PARAMS["registered_model"], "1")
+    (stored,) = Path(uri.removeprefix("file://")).rglob("model.skops")
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(UntrustedModelError, match=r"model files differ: model\.skops has sha256"):
+        gate.run_stage(PARAMS)
