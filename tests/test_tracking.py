@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import yaml
 
-from stages.tracking import dvc_md5, flatten, params_hash
+from stages.tracking import code_hash, dvc_md5, flatten, params_hash
 from tests.conftest import sh
 
 
@@ -54,10 +54,11 @@ def test_repro_runs_are_tagged_and_grouped(pipeline_copy: Path) -> None:
     tags = featurize.data.tags
     assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
     for dep in lock["stages"]["featurize"]["deps"]:
-        if not dep["path"].endswith(".py"):
+        if not dep["path"].endswith((".py", ".lock")):
             assert tags[f"data.md5.{dep['path']}"] == dep["md5"]
     params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
     assert tags["params.hash"] == params_hash({"featurize": params["featurize"]})
+    assert tags["code.hash"] == code_hash("featurize", pipeline_copy / "dvc.yaml", pipeline_copy)
     assert featurize.data.params["featurize.min_df"] == str(params["featurize"]["min_df"])
     digests = {d.dataset.name: d.dataset.digest for d in featurize.inputs.dataset_inputs}
     assert digests["data/prepared/train.parquet"] == tags["data.md5.data/prepared/train.parquet"]
