@@ -123,24 +123,37 @@ def test_a_timeout_that_cuts_the_search_short_is_recorded(
 
 
 def test_two_workers_share_one_study(tiny_project: Path) -> None:
+    """Workers join the study by name and stop at its trial total, alone or together.
+
+    Which worker runs which trial under concurrency is a race (a tiny trial takes ms, a
+    worker's start seconds), so the two-workers check runs them one after the other.
+    """
     # The stores and the study exist before workers join (the first tune run makes them).
     tracking.configure()
     name = tune.study_name(TUNE, tune.dvc_md5("data/features"), tracking.code_hash("tune"))
     storage = f"sqlite:///{tiny_project / 'optuna.db'}"
     tune.search(TUNE, storage, name, None, n_trials=0)
-    cmd = [sys.executable, "-m", "stages.tune", "--worker", "--n-trials", "8"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    workers = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err
-    study = optuna.load_study(study_name=name, storage=storage)
-    # MaxTrialsCallback stops both at 8 finished trials; a trial already running may finish.
-    assert 8 <= len(study.trials) <= 9
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+
+    def start(total: int) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "stages.tune", "--worker", "--n-trials", str(total)]
+        return subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def finish(*workers: subprocess.Popen) -> list[optuna.trial.FrozenTrial]:
+        for worker in workers:
+            _, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err
+        return optuna.load_study(study_name=name, storage=storage).trials
+
+    assert len(finish(start(4))) == 4
+    trials = finish(start(8))  # the second worker adds only what the total still lacks
+    assert len(trials) == 8 and len({t.user_attrs["worker"] for t in trials}) == 2
+    trials = finish(start(16), start(16))
+    # MaxTrialsCallback stops both at 16 finished trials; a trial already running may finish.
+    assert 16 <= len(trials) <= 17
+    assert len({t.number for t in trials}) == len(trials)
 
 
 @pytest.mark.slow
