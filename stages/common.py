@@ -89,17 +89,21 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def deterministic_zip(data: bytes, rename: dict[str, str] | None = None) -> bytes:
+def deterministic_zip(
+    data: bytes, rename: dict[str, str] | None = None, replace: dict[str, bytes] | None = None
+) -> bytes:
     """The same zip archive with fixed timestamps and permissions and sorted entries (names
-    mapped through ``rename``), so equal contents give equal bytes (and equal DVC md5s)."""
-    rename = rename or {}
+    mapped through ``rename``, contents swapped for those in ``replace``), so equal contents
+    give equal bytes (and equal DVC md5s)."""
+    rename, replace = rename or {}, replace or {}
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in sorted(src.infolist(), key=lambda i: rename.get(i.filename, i.filename)):
             fixed = zipfile.ZipInfo(rename.get(info.filename, info.filename), ZIP_EPOCH)
             fixed.compress_type = info.compress_type
             fixed.external_attr = 0o644 << 16
-            dst.writestr(fixed, src.read(info.filename))
+            body = replace[info.filename] if info.filename in replace else src.read(info.filename)
+            dst.writestr(fixed, body)
     return out.getvalue()
 
 

@@ -126,13 +126,8 @@ def canonical_skops(data: bytes) -> bytes:
                 suffix = Path(node["file"]).suffix
                 node["file"] = files.setdefault(node["file"], f"{len(files) + 1}{suffix}")
             pending.extend(node.values())
-    with ZipFile(io.BytesIO(data)) as archive, ZipFile(out := io.BytesIO(), "w") as renamed:
-        for info in archive.infolist():
-            body = archive.read(info.filename)
-            if info.filename == "schema.json":
-                body = json.dumps(schema, indent=2).encode()
-            renamed.writestr(info, body)
-    return deterministic_zip(out.getvalue(), files)
+    replace = {"schema.json": json.dumps(schema, indent=2).encode()}
+    return deterministic_zip(data, rename=files, replace=replace)
 
 
 def save_skops(obj: Any, path: str | Path) -> None:

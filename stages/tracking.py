@@ -35,6 +35,7 @@ from stages.common import REPO_ROOT
 
 DEFAULT_EXPERIMENT = "sentiment"
 PIPELINE_TAG = "pipeline.run_id"
+CODE_SUFFIXES = (".py", ".lock")  # deps that are code (and pinned requirements), not data
 
 
 def project_root() -> Path:
@@ -109,7 +110,7 @@ def dvc_md5(path: str | Path) -> str:
 def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str], dict]:
     """Data dependencies (code excluded) and params a stage declares in dvc.yaml."""
     spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
-    deps = [d for d in spec.get("deps", []) if not d.endswith((".py", ".lock"))]
+    deps = [d for d in spec.get("deps", []) if not d.endswith(CODE_SUFFIXES)]
     params_file = yaml.safe_load((dvc_file.parent / "params.yaml").read_text())
     used: dict[str, Any] = {}
     for entry in spec.get("params", []):
@@ -127,7 +128,7 @@ def code_hash(stage: str, dvc_file: Path = Path("dvc.yaml"), root: Path = REPO_R
     read from ``root``, the code that runs."""
     spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
     sha = hashlib.sha256()
-    for dep in sorted(d for d in spec.get("deps", []) if d.endswith((".py", ".lock"))):
+    for dep in sorted(d for d in spec.get("deps", []) if d.endswith(CODE_SUFFIXES)):
         sha.update(dep.encode() + b"\0" + (root / dep).read_bytes() + b"\0")
     return sha.hexdigest()[:16]
 

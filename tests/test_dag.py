@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.tracking import CODE_SUFFIXES
 from tests.conftest import REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-CODE_SUFFIXES = (".py", ".lock")  # files a stage loads by path: code and pinned requirements
 
 
 def local_files(path: Path) -> set[str]:
