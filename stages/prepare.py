@@ -1,13 +1,17 @@
 """prepare: validate the raw reviews, drop personal data, clean, label and split.
 
-The test split reproduces the reference protocol exactly (dropna + drop_duplicates on
-``Review text``/``Ratings``, 30 % stratified, ``random_state=42``) so scores compare
-with the published ones; validation is carved from the reference train part.
+The first ``prepare.reference_rows`` rows of the raw file are split by the reference
+protocol exactly (dropna + drop_duplicates on ``Review text``/``Ratings``, 30 %
+stratified, ``random_state=42``) so scores compare with the published ones; validation is
+carved from the reference train part. Rows appended after them never move those rows: a
+new row whose cleaned text an earlier row has goes where that row went, any other by a
+stable hash of its cleaned text (see ``assign_appended``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,50 @@ def split_reference(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.Da
     return {"train": train, "val": val, "test": test}
 
 
+def hash_split(text: str, params: dict[str, Any]) -> str:
+    """The split a stable hash of the cleaned text (salted by the seed) assigns it to."""
+    digest = hashlib.sha256(f"{params['seed']}:{text}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < params["test_size"]:
+        return "test"
+    if u < params["test_size"] + (1 - params["test_size"]) * params["val_size"]:
+        return "val"
+    return "train"
+
+
+def assign_appended(
+    earlier: dict[str, str], appended: list[str], params: dict[str, Any]
+) -> list[str]:
+    """Splits of appended rows' cleaned texts: an earlier row's split, else the hash's.
+
+    ``earlier`` maps each cleaned text of the reference rows to the split of its first
+    row. The result depends on the text alone, so equal texts never straddle splits and
+    later appends agree with earlier ones.
+    """
+    return [earlier.get(text) or hash_split(text, params) for text in appended]
+
+
+def split_rows(
+    df: pd.DataFrame, cleaned: pd.Series, params: dict[str, Any]
+) -> dict[str, pd.DataFrame]:
+    """Reference protocol on rows before ``reference_rows``, ``assign_appended`` after."""
+    is_reference = df.index < params["reference_rows"]
+    splits = (
+        split_reference(df[is_reference], params)
+        if is_reference.any()
+        else {name: df.iloc[:0] for name in ("train", "val", "test")}
+    )
+    split_of = pd.concat([pd.Series(n, index=p.index) for n, p in splits.items()]).sort_index()
+    first = pd.Series(split_of.to_numpy(), index=cleaned[split_of.index].to_numpy())
+    earlier = first[~first.index.duplicated()].to_dict()
+    appended = df[~is_reference]
+    names = assign_appended(earlier, cleaned[appended.index].tolist(), params)
+    return {
+        name: pd.concat([part, appended[[n == name for n in names]]])
+        for name, part in splits.items()
+    }
+
+
 def to_prepared(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
     """Cleaned text, label and the kept non-personal metadata."""
     out = pd.DataFrame(
@@ -113,6 +161,11 @@ def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any])
     scheme = params["label_scheme"]
     map_labels(pd.Series([1]), scheme)  # fail early on an unknown scheme
     raw = read_raw(raw_csv)
+    if len(raw) < params["reference_rows"]:
+        raise DataValidationError(
+            f"{raw_csv}: {len(raw)} rows, fewer than prepare.reference_rows="
+            f"{params['reference_rows']}; set it to the rows the reference split covers"
+        )
     reasons = quarantine_reasons(raw)
     quarantined = raw[reasons != ""].assign(reason=reasons[reasons != ""])
     share = len(quarantined) / max(len(raw), 1)
@@ -125,7 +178,8 @@ def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any])
     valid = raw[reasons == ""].copy()
     valid[RATING] = valid[RATING].astype(int)
     deduplicated = valid[[TEXT, RATING]].drop_duplicates()
-    splits = split_reference(valid.loc[deduplicated.index], params)
+    kept = valid.loc[deduplicated.index]
+    splits = split_rows(kept, kept[TEXT].map(clean_text), params)
 
     prepared = {name: to_prepared(part, scheme) for name, part in splits.items()}
     for name, part in prepared.items():
@@ -142,6 +196,7 @@ def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any])
     return {
         "label_scheme": scheme,
         "raw_rows": len(raw),
+        "appended_rows": len(raw) - params["reference_rows"],
         "duplicates_dropped": len(valid) - len(deduplicated),
         "quarantined": {
             "total": len(quarantined),

@@ -8,21 +8,29 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from sklearn.model_selection import train_test_split
 
 from stages.prepare import (
     OOD_FILES,
     PERSONAL_COLUMNS,
+    RATING,
+    TEXT,
     DataValidationError,
+    assign_appended,
+    hash_split,
     map_labels,
     prepare,
     read_raw,
 )
+from stages.text import clean_text
 
 PARAMS = {
     "label_scheme": "binary",
     "test_size": 0.3,
     "seed": 42,
     "val_size": 0.15,
+    "reference_rows": 60,
     "max_quarantine_share": 0.05,
 }
 
@@ -137,6 +145,74 @@ def test_malformed_ood_file_is_named(tmp_path: Path) -> None:
         prepare(raw, ood, tmp_path / "out", PARAMS)
 
 
+def test_appended_texts_follow_earlier_rows_else_their_hash() -> None:
+    earlier = {"seen in test": "test", "seen in train": "train"}
+    texts = ["seen in test", "brand new", "seen in train", "brand new"]
+    assigned = assign_appended(earlier, texts, PARAMS)
+    assert assigned[0] == "test" and assigned[2] == "train"
+    assert assigned[1] == assigned[3] == hash_split("brand new", PARAMS)
+    shares = pd.Series([hash_split(f"text {i}", PARAMS) for i in range(20_000)]).value_counts(
+        normalize=True
+    )
+    assert shares["test"] == pytest.approx(0.3, abs=0.01)
+    assert shares["val"] == pytest.approx(0.7 * 0.15, abs=0.01)
+
+
+def test_fewer_rows_than_the_reference_is_refused(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "reviews.csv", n=40)
+    with pytest.raises(DataValidationError, match=r"40 rows, fewer than prepare\.reference_rows"):
+        prepare(raw, write_ood(tmp_path / "ood"), tmp_path / "out", PARAMS)
+
+
+def append_reviews(raw_csv: Path, out_csv: Path, splits: dict[str, pd.DataFrame]) -> list[str]:
+    """Copy ``raw_csv`` plus 300 reviews: 100 train texts, 100 test texts, 100 new ones.
+
+    Returns the appended rows' cleaned texts. Every appended row is spelled differently
+    in the raw file from the row whose text it repeats (so it is no exact duplicate) but
+    cleans to the same text; 20 of the new texts appear twice.
+    """
+    raw = pd.read_csv(raw_csv)
+    reused = [
+        f"  {text}READ MORE"
+        for name in ("train", "test")
+        for text in splits[name]["text"].drop_duplicates().head(100)
+    ]
+    new = [f"appended review {i} {'great' if i % 4 else 'awful'}" for i in range(80)]
+    texts = reused + new + [f"{text} READ MORE" for text in new[:20]]
+    ratings = [5 if i % 4 else 1 for i in range(len(texts))]
+    appended = pd.DataFrame({TEXT: texts, RATING: ratings})
+    pd.concat([raw, appended], ignore_index=True).to_csv(out_csv, index=False)
+    return [clean_text(t) for t in texts]
+
+
+def check_growth(old_dir: Path, new_dir: Path, appended: list[str]) -> None:
+    """No earlier row moved; appended texts follow earlier rows and never straddle splits."""
+    names = ("train", "val", "test")
+    old = {n: pd.read_parquet(old_dir / f"{n}.parquet") for n in names}
+    new = {n: pd.read_parquet(new_dir / f"{n}.parquet") for n in names}
+    for name in names:
+        pd.testing.assert_frame_equal(new[name].head(len(old[name])), old[name])
+    added = {n: new[n]["text"].iloc[len(old[n]) :].tolist() for n in names}
+    assert sorted(t for n in names for t in added[n]) == sorted(appended)
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not set(added[a]) & set(added[b]), (a, b)
+    for name in names:
+        earlier = set().union(*(set(old[n]["text"]) for n in names))
+        assert set(added[name]) & earlier <= set(old[name]["text"]), name
+
+
+def test_appending_rows_moves_no_earlier_row(tmp_path: Path) -> None:
+    ood = write_ood(tmp_path / "ood")
+    raw = write_raw(tmp_path / "reviews.csv", n=60)
+    prepare(raw, ood, tmp_path / "before", PARAMS)
+    old = {n: pd.read_parquet(tmp_path / "before" / f"{n}.parquet") for n in ("train", "test")}
+    grown = tmp_path / "grown.csv"
+    appended = append_reviews(raw, grown, old)
+    stats = prepare(grown, ood, tmp_path / "after", PARAMS)
+    assert stats["appended_rows"] == len(appended)
+    check_growth(tmp_path / "before", tmp_path / "after", appended)
+
+
 # --- on the real data, through `dvc repro` in a project copy --------------------------
 
 
@@ -150,6 +226,30 @@ def test_reference_split_is_reproduced(pipeline_copy: Path) -> None:
     assert stats["rows"] == {"train": 3117, "val": 551, "test": 1573}
     assert stats["quarantined"]["total"] == 8
     assert stats["leakage"]["test_texts_in_train"] > 0
+
+
+@pytest.mark.slow
+def test_test_split_is_the_reference_protocols_rows(pipeline_copy: Path) -> None:
+    raw = pd.read_csv(pipeline_copy / "data" / "raw" / "reviews.csv")
+    reference = raw[[TEXT, RATING]].dropna().drop_duplicates()
+    _, test = train_test_split(
+        reference, test_size=0.3, stratify=reference[RATING] >= 3, random_state=42
+    )
+    prepared = pd.read_parquet(pipeline_copy / "data" / "prepared" / "test.parquet")
+    assert prepared["text"].tolist() == test[TEXT].map(clean_text).tolist()
+
+
+@pytest.mark.slow
+def test_appending_300_reviews_moves_no_earlier_row(pipeline_copy: Path, tmp_path: Path) -> None:
+    data = pipeline_copy / "data"
+    params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())["prepare"]
+    prepared = data / "prepared"
+    splits = {n: pd.read_parquet(prepared / f"{n}.parquet") for n in ("train", "test")}
+    grown = tmp_path / "reviews.csv"
+    appended = append_reviews(data / "raw" / "reviews.csv", grown, splits)
+    stats = prepare(grown, data / "raw", tmp_path / "out", params)
+    assert stats["appended_rows"] == 300
+    check_growth(prepared, tmp_path / "out", appended)
 
 
 @pytest.mark.slow
