@@ -13,7 +13,7 @@ from sklearn.base import TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from stages.common import atomic_path, deterministic_zip, load_params, read_split
+from stages.common import atomic_path, deterministic_zip, load_params, read_split, write_json
 from stages.model_files import save_skops
 from stages.text import Tokenizer
 from stages.tracking import stage_run
@@ -101,6 +101,7 @@ def main() -> None:
     params = load_params("featurize")
     with stage_run("featurize"):
         summary = featurize(Path("data/prepared"), Path("data/features"), params)
+        write_json(Path("featurize/summary.json"), summary)
         mlflow.log_metrics(summary)
     print(f"featurize: {summary}")
 

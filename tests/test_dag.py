@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stages.tracking import CODE_SUFFIXES
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_project, sh
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -61,3 +62,20 @@ def test_the_closure_follows_function_level_imports_and_paths() -> None:
     assert "stages/mlflow_pyfunc.py" in gate  # loaded by path by tracking.log_model
     assert "requirements.lock" in gate  # read by tracking.pinned_requirements
     assert "stages/transformer_model.py" in closure("stages/evaluate.py")  # imported in a function
+
+
+def test_editing_text_py_makes_every_stage_using_it_stale(tmp_path: Path) -> None:
+    root = copy_project(tmp_path)
+    with open(root / "stages" / "text.py", "a") as fh:
+        fh.write("# edited\n")
+    status = json.loads(sh(root, "dvc", "status", "--json").stdout)
+    stale = {
+        stage
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, dict)
+        and change.get("changed deps", {}).get("stages/text.py") == "modified"
+    }
+    users = {stage for stage in STAGES if "stages/text.py" in STAGES[stage]["deps"]}
+    assert users == set(STAGES)  # every stage cleans or tokenises text
+    assert stale == users

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from stages.featurize import featurize, make_vectorizer, stop_words
 from stages.model_files import load_skops
 from stages.tracking import dvc_md5
-from tests.conftest import REPO
+from tests.conftest import REPO, sh
 
 PARAMS = {
     "emoji": "demojize",
@@ -104,3 +104,20 @@ def test_featurize_twice_gives_byte_identical_outputs(tmp_path: Path) -> None:
         time.sleep(2.1)
     assert dvc_md5(tmp_path / "first") == dvc_md5(tmp_path / "second")
     assert load_skops(tmp_path / "second" / "vectorizer.skops").transform(["good"]).shape[0] == 1
+
+
+@pytest.mark.slow
+def test_a_param_changed_and_changed_back_reruns_nothing(pipeline_copy: Path) -> None:
+    """min_df 1 -> 2 re-runs featurize; back to 1 restores its outputs from DVC's run cache."""
+    params = pipeline_copy / "params.yaml"
+    original = params.read_text()
+    assert "  min_df: 1\n" in original
+    try:
+        params.write_text(original.replace("  min_df: 1\n", "  min_df: 2\n"))
+        assert "Running stage 'featurize'" in sh(pipeline_copy, "dvc", "repro", "featurize").stdout
+    finally:
+        params.write_text(original)
+    back = sh(pipeline_copy, "dvc", "repro", "featurize").stdout
+    assert "Running stage" not in back
+    assert "Stage 'featurize' is cached - skipping run" in back
+    assert "changed" not in sh(pipeline_copy, "dvc", "status", "featurize").stdout

@@ -1,0 +1,96 @@
+"""The README's figures are the committed metrics: a re-run that moves one fails here.
+
+Counts and scores must match exactly (as rounded in the README); timings, which move from
+run to run, must be within a factor of 1.5 of the committed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import yaml
+
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+TIMING_FACTOR = 1.5
+
+
+def committed(path: str) -> dict:
+    """A metrics file as committed at HEAD (not as the last local run left it)."""
+    text = subprocess.run(
+        ["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return yaml.safe_load(text) if path.endswith(".yaml") else json.loads(text)
+
+
+def figure(pattern: str) -> re.Match:
+    match = re.search(pattern, README)
+    assert match, f"README.md no longer has a figure matching {pattern!r}"
+    return match
+
+
+def assert_timing(stated: float, measured: float, what: str) -> None:
+    assert measured / TIMING_FACTOR <= stated <= measured * TIMING_FACTOR, (
+        f"README says {what} takes {stated} s; the committed metrics say {measured} s"
+    )
+
+
+def test_prepare_figures() -> None:
+    stats = committed("data/prepared/stats.json")
+    rows, params = stats["rows"], committed("params.yaml")["prepare"]
+    for text in (
+        f"{rows['train']:,} / {rows['val']:,} / {rows['test']:,} rows, "
+        f"{stats['quarantined']['total']} quarantined",
+        f"which gives {rows['test']:,} test rows",
+        f"({stats['leakage']['test_texts_in_train']}, kept for comparability",
+        f"(`prepare.reference_rows`\n({params['reference_rows']:,}) rows",
+    ):
+        assert text in README, f"README.md should say {text!r}"
+
+
+def test_featurize_and_tune_figures() -> None:
+    features = committed("featurize/summary.json")["n_features"]
+    assert f"{round(features / 1000)}k word + char n-gram features" in README
+    best = committed("tune/best.json")
+    trials, seconds = figure(r"(\d+) trials in (\d+) s for a new study").groups()
+    assert int(trials) == best["trials"]["target"]
+    assert_timing(float(seconds), best["search_seconds"], "the tune search")
+    classical = committed("eval/metrics.json")["classical"]["test"]["macro_f1"]
+    assert f"test macro-F1 {classical:.3f} |" in README
+
+
+def test_transformer_figures() -> None:
+    metrics = committed("train_transformer/metrics.json")
+    seconds, epochs = figure(r"~\d+ min \((\d+) s, (\d+) epochs\)").groups()
+    assert int(epochs) == metrics["epochs_run"]
+    assert_timing(float(seconds), metrics["train_seconds"], "fine-tuning")
+    test = committed("eval/metrics.json")["transformer"]["test"]["macro_f1"]
+    assert f"{epochs} epochs); test macro-F1 {test:.3f}" in README
+
+
+def test_champion_figures() -> None:
+    metrics = committed("eval/metrics.json")
+    champion = metrics["champion"]
+    name, runner_up = champion["name"], champion["runner_up"]
+    ours, theirs = metrics[name], metrics[runner_up]
+    low, high = ours["test"]["macro_f1_ci"]
+    min_gain = committed("params.yaml")["evaluate"]["min_gain"]
+    text = (
+        f"champion: {name} (val {ours['val']['macro_f1']:.4f}, within {min_gain} of the "
+        f"{runner_up}'s {theirs['val']['macro_f1']:.4f} at "
+        f"{round(100 * ours['size_mb'] / theirs['size_mb'])} % of its size), "
+        f"test {ours['test']['macro_f1']:.4f} [{low:.3f}, {high:.3f}]; "
+        f"{runner_up} test {theirs['test']['macro_f1']:.4f}"
+    )
+    assert text in README, f"README.md should say {text!r}"
+
+
+def test_drift_figures() -> None:
+    status = {name: result["status"] for name, result in committed("drift/report.json").items()}
+    assert status == dict.fromkeys(["ood_amazon", "ood_imdb", "ood_yelp"], "drift") | {
+        "test": "no drift"
+    }
+    assert "test: no drift; amazon/imdb/yelp: drift |" in README
