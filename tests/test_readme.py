@@ -46,7 +46,7 @@ def test_prepare_figures() -> None:
         f"{stats['quarantined']['total']} quarantined",
         f"which gives {rows['test']:,} test rows",
         f"({stats['leakage']['test_texts_in_train']}, kept for comparability",
-        f"(`prepare.reference_rows` ({params['reference_rows']:,}) rows",
+        f"first `prepare.reference_rows` ({params['reference_rows']:,}) rows",
     ):
         assert text in README, f"README.md should say {text!r}"
 
