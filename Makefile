@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test test-fast lint lock clean serve bento rollback
+.PHONY: run test test-fast lint lock clean serve bento promote rollback
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -22,11 +22,16 @@ $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	touch $@
 
-## run: install, fetch the data, rebuild every stale stage, print a summary
+## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise
 run: $(VENV)/.installed
 	$(BIN)/dvc pull --allow-missing
 	$(BIN)/dvc repro
+	$(BIN)/python -m stages.gate promote
 	$(BIN)/python -m stages.summary
+
+## promote: make the registry and the BentoML store match gate/decision.json (idempotent)
+promote: $(VENV)/.installed
+	$(BIN)/python -m stages.gate promote
 
 ## test: install with dev tools and run the whole suite (slow end-to-end tests included)
 test: $(VENV)/.dev-installed

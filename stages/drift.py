@@ -1,14 +1,15 @@
 """drift: calibrated drift detection on text, for the pipeline and for the inference log.
 
-A window of current texts is compared with a seeded sample of the training texts by a
-battery of tests, each with a p-value and an effect size, Holm-corrected at family level
-``alpha``: predicted-label share (chi-square), champion score distribution (KS), word count
-(Mann-Whitney), out-of-vocabulary rate (one-sided Mann-Whitney), MMD on the L2-normalised
-TF-IDF->SVD projection (median-heuristic RBF kernel, permutation p-value (k+1)/(B+1)) and a
-domain classifier (AUC on a held-out half, Mann-Whitney p-value). Windows smaller than
+A window of current texts, as they arrive (repeats included), is compared with a seeded
+sample of the training reviews at the same natural multiplicity by a battery of tests, each
+with a p-value and an effect size, Holm-corrected at family level ``alpha``: predicted-label
+share (chi-square), champion score distribution (KS), word count (Mann-Whitney),
+out-of-vocabulary rate (one-sided Mann-Whitney), MMD on the L2-normalised TF-IDF->SVD
+projection (median-heuristic RBF kernel, permutation p-value (k+1)/(B+1)) and a domain
+classifier (AUC on a held-out half, split by text, Mann-Whitney p-value). Windows smaller than
 ``min_window`` report "insufficient data", never drift.
 
-    python -m stages.drift                      # the DVC stage (test split + ood sets)
+    python -m stages.drift                      # the DVC stage (held-out reviews + ood sets)
     python -m stages.drift --current log.jsonl  # any CSV/Parquet/JSONL with a 'text' column
 
 Exit status of the CLI: 0 no drift, 1 drift, 3 retrain (``retrain_after`` consecutive
@@ -30,22 +31,21 @@ from scipy import stats
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
 from stages.common import atomic_path, load_params, read_split, write_json
 from stages.model_files import load_skops, save_skops
 from stages.predictor import Predictor, decide, load_predictor
-from stages.text import Tokenizer
+from stages.prepare import TEXT, quarantine_reasons, read_raw
+from stages.text import Tokenizer, clean_text
 
 REFERENCE_DIR = Path("drift/reference")
 OUT_DIR = Path("drift")
 CHAMPION_DIR = Path("models/champion")
-CURRENT_SETS = {
-    "test": Path("data/prepared/test.parquet"),
-    **{f"ood_{n}": Path(f"data/prepared/ood/{n}.parquet") for n in ("amazon", "imdb", "yelp")},
-}
+RAW_REVIEWS = Path("data/raw/reviews.csv")
+OOD_SETS = {f"ood_{n}": Path(f"data/prepared/ood/{n}.parquet") for n in ("amazon", "imdb", "yelp")}
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
 TOKENIZER = Tokenizer(emoji_mode="keep")
 TESTS = ("label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc")
@@ -71,6 +71,25 @@ def oov_rates(texts: list[str], vocabulary: set[str]) -> np.ndarray:
         tokens = TOKENIZER(text)
         rates.append(sum(t not in vocabulary for t in tokens) / len(tokens) if tokens else 0.0)
     return np.array(rates)
+
+
+def label_share_test(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Chi-square test of the predicted-label shares against the reference labels.
+
+    A class that neither side has is dropped; one that only one side has stays (a window
+    predicted all one class is the most extreme shift, and the table is valid while every
+    column total is positive).
+    """
+    n_classes = max(int(reference.max()), int(predicted.max())) + 1
+    table = np.array(
+        [np.bincount(reference, minlength=n_classes), np.bincount(predicted, minlength=n_classes)]
+    )
+    table = table[:, table.sum(axis=0) > 0]
+    chi2 = stats.chi2_contingency(table) if table.shape[1] > 1 else None
+    return {
+        "p_value": 1.0 if chi2 is None else float(chi2.pvalue),
+        "effect": float(predicted.mean() - reference.mean()),
+    }
 
 
 def mmd_permutation_test(
@@ -123,21 +142,34 @@ class Reference:
         )
 
 
-def build_reference(
-    train_texts: list[str], val_texts: list[str], predictor: Predictor, params: dict[str, Any]
-) -> Reference:
-    """Reference artefacts, each fitted on data the compared texts were not drawn from.
+def raw_traffic(raw_csv: Path) -> list[str]:
+    """Every valid raw review, cleaned, repeats kept: reviews as traffic brings them.
 
-    The reference sample is held out of the vocabulary and the TF-IDF->SVD projection (both
-    fitted on the rest of train), and the champion's reference scores come from the
-    validation split: on its own training texts the champion is over-confident, and either
-    bias would flag in-distribution windows as drift.
+    prepare keeps one row per distinct review ("Good" once); traffic repeats it hundreds
+    of times, so drift compares windows with a sample of these rows, not of the splits.
+    """
+    raw = read_raw(raw_csv)
+    return raw.loc[quarantine_reasons(raw) == "", TEXT].map(clean_text).tolist()
+
+
+def build_reference(
+    rows: list[str], predictor: Predictor, params: dict[str, Any], holdout: int
+) -> tuple[Reference, list[str]]:
+    """Reference artefacts from reviews at their natural multiplicity, and a held-out pool.
+
+    A seeded row-level split of ``rows`` (not a split by distinct text: "Good" must reach
+    every part in proportion, as it reaches every window of traffic) gives the reference
+    sample (``reference_size`` rows), ``holdout`` rows never used here (in-distribution
+    windows), and the rest, on which the vocabulary and the TF-IDF->SVD projection are
+    fitted: a frequent text is then known to both, a rare one to neither, as with new
+    traffic. The champion's scores are those of the reference rows themselves.
     """
     rng = np.random.default_rng(params["seed"])
-    size = min(params["reference_size"], len(train_texts) // 2)
-    chosen = set(rng.choice(len(train_texts), size, replace=False).tolist())
-    sample = [t for i, t in enumerate(train_texts) if i in chosen]
-    rest = [t for i, t in enumerate(train_texts) if i not in chosen]
+    order = rng.permutation(len(rows))
+    size = min(params["reference_size"], len(rows) // 3)
+    sample = [rows[i] for i in order[:size]]
+    held = [rows[i] for i in order[size : size + holdout]]
+    rest = [rows[i] for i in order[size + holdout :]]
     vocabulary = {token for text in rest for token in TOKENIZER(text)}
     projection = Pipeline(
         [
@@ -155,10 +187,9 @@ def build_reference(
             ("l2", Normalizer()),
         ]
     ).fit(rest)
-    proba = predictor.predict_proba(val_texts)
-    return Reference(
-        sample, proba[:, -1], decide(proba, predictor.meta.get("threshold")), vocabulary, projection
-    )
+    proba = predictor.predict_proba(sample)
+    threshold = predictor.meta.get("threshold")
+    return Reference(sample, proba[:, -1], decide(proba, threshold), vocabulary, projection), held
 
 
 class DriftDetector:
@@ -175,7 +206,11 @@ class DriftDetector:
     def test_window(
         self, texts: list[str], scores: np.ndarray | None = None, seed: int | None = None
     ) -> dict[str, Any]:
-        """All tests on one window; ``scores`` (champion P(positive)) skips re-scoring."""
+        """All tests on one window; ``scores`` (champion P(positive)) skips re-scoring.
+
+        Windows are taken as they arrive, repeats included: the reference is sampled from
+        the training reviews at the same natural multiplicity (``build_reference``).
+        """
         params = self.params
         if len(texts) < params["min_window"]:
             return {
@@ -195,14 +230,7 @@ class DriftDetector:
             predicted = decide(np.c_[1 - scores, scores], threshold)
         results: dict[str, dict[str, float]] = {}
 
-        table = np.array(
-            [np.bincount(self.ref.labels, minlength=2), np.bincount(predicted, minlength=2)]
-        )
-        chi2 = stats.chi2_contingency(table) if table.min(axis=0).all() else None
-        results["label_share"] = {
-            "p_value": 1.0 if chi2 is None else float(chi2.pvalue),
-            "effect": float(predicted.mean() - self.ref.labels.mean()),
-        }
+        results["label_share"] = label_share_test(self.ref.labels, predicted)
         ks = stats.ks_2samp(self.ref.scores, scores)
         results["score_ks"] = {"p_value": float(ks.pvalue), "effect": float(ks.statistic)}
         words = word_counts(texts)
@@ -225,15 +253,14 @@ class DriftDetector:
         results["mmd"] = {"p_value": p_value, "effect": mmd}
         # Domain classifier: fitted on one half of the pooled texts, AUC on the other half.
         # Scores of texts the classifier never saw keep the Mann-Whitney p-value valid
-        # (out-of-fold scores from k-fold models share training data and are not).
+        # (out-of-fold scores from k-fold models share training data and are not). A text in
+        # both the reference and the window stays on one side of the split (grouped by text),
+        # so the classifier cannot score by recognising it.
         features = np.vstack([self.ref_embedding, embedding])
         domain = np.r_[np.zeros(len(self.ref_embedding)), np.ones(len(embedding))]
-        fit_idx, test_idx = train_test_split(
-            np.arange(len(domain)),
-            test_size=0.5,
-            stratify=domain,
-            random_state=int(rng.integers(2**31)),
-        )
+        groups = pd.factorize(pd.Series(self.ref.texts + texts))[0]
+        split = GroupShuffleSplit(1, test_size=0.5, random_state=int(rng.integers(2**31)))
+        fit_idx, test_idx = next(split.split(features, domain, groups))
         classifier = LogisticRegression(max_iter=1000).fit(features[fit_idx], domain[fit_idx])
         held_out = classifier.predict_proba(features[test_idx])[:, 1]
         held_domain = domain[test_idx]
@@ -354,15 +381,15 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
     with stage_run("drift"):
         predictor = load_predictor(CHAMPION_DIR)
-        train_texts, _ = read_split("data/prepared/train.parquet")
-        val_texts, _ = read_split("data/prepared/val.parquet")
-        reference = build_reference(train_texts, val_texts, predictor, params)
+        reference, held = build_reference(
+            raw_traffic(RAW_REVIEWS), predictor, params, holdout=params["window_size"]
+        )
         reference.save(REFERENCE_DIR)
         detector = DriftDetector(reference, predictor, params)
         rng = np.random.default_rng(params["seed"])
         results = {}
-        for name, path in CURRENT_SETS.items():
-            texts, _ = read_split(path)
+        current = {"held_out": held} | {n: read_split(p)[0] for n, p in OOD_SETS.items()}
+        for name, texts in current.items():
             if len(texts) > params["window_size"]:
                 texts = [
                     texts[i] for i in rng.choice(len(texts), params["window_size"], replace=False)

@@ -1,14 +1,16 @@
-"""gate: promote the champion only if it beats production, in the MLflow registry and BentoML.
+"""gate: decide whether the champion beats production; ``promote`` makes it so.
 
-Production is the registry alias ``production`` of ``gate.registered_model``. Both the
-candidate (``models/champion``) and the current production model are scored on the
-*current* test split with evaluate's code; the candidate is promoted only if every rule
-holds (``decide``). Promotion registers a version, exports it to the BentoML store as
-``gate.bento_model`` and then moves ``production`` (the old one becomes
-``previous-production``); a failure at any step undoes the steps before it. Inside a
-``dvc exp run`` experiment the gate only decides (``would_promote``); it never promotes.
+The DVC stage only decides. It scores the candidate (``models/champion``) and the current
+production model (registry alias ``production`` of ``gate.registered_model``, read-only) on
+the same rows of the current test split, and writes ``gate/decision.json``: every rule, the
+paired bootstrap CI of the macro-F1 difference, and which production model it compared
+against. Acting is a separate, idempotent command: ``promote`` makes the registry and the
+BentoML store match the decision (deciding again first if production moved since), so a
+skipped stage, an applied experiment or an empty registry still ends promoted or kept as the
+rules say. Every registry or store step it takes is undone if a later one fails.
 
-    python -m stages.gate            # the DVC stage
+    python -m stages.gate            # the DVC stage: decide
+    python -m stages.gate promote    # act on the decision (make run / make promote)
     python -m stages.gate rollback   # production <-> previous-production, re-exported
     python -m stages.gate export     # production model -> BentoML store (image builds)
 """
@@ -17,24 +19,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stages.behaviour import run_suite
 from stages.common import fail, load_params, read_split, write_json
-from stages.evaluate import latency_ms_per_1k
+from stages.evaluate import dir_size_mb
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
 from stages.model_files import BENTO_SUBDIR, UntrustedModelError, file_digests, verify_digests
-from stages.predictor import Predictor, load_predictor, predict, read_meta
+from stages.predictor import load_predictor, predict, read_meta
 from stages.tracking import (
     configure,
     dvc_md5,
@@ -51,19 +54,62 @@ DECISION = Path("gate/decision.json")
 PRODUCTION, PREVIOUS = "production", "previous-production"
 AUTH_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")  # MLflow error codes: never fall back
 DIGESTS_TAG = "model.sha256"  # registry version tag: {relative path: sha256} of its files
+MODEL_MD5_TAG = "model.md5"  # registry version tag: DVC md5 of the promoted model directory
 
 
-def assess(predictor: Predictor, texts: list[str], labels: list[int]) -> dict[str, Any]:
-    """Test macro-F1, latency and behavioural pass rates, as evaluate measures them."""
+def assess(model_dir: Path, texts: list[str], labels: list[int]) -> dict[str, Any]:
+    """Test predictions, macro-F1, size and behavioural pass rates, as evaluate measures them.
+
+    Nothing timed: the decision must follow from the inputs (latency is evaluate's report
+    and ``bench.serve_load``'s, where noise is expected).
+    """
+    predictor = load_predictor(model_dir)
+    predicted = predict(predictor, texts)
     return {
-        "macro_f1": round(macro_f1(labels, predict(predictor, texts)), 4),
-        "latency_ms_per_1k": latency_ms_per_1k(predictor, texts),
+        "predicted": [int(p) for p in predicted],
+        "macro_f1": round(macro_f1(labels, predicted), 4),
+        "size_mb": dir_size_mb(model_dir),
         "behaviour": run_suite(lambda batch: predict(predictor, batch)),
     }
 
 
-def decide(candidate: dict, production: dict | None, params: dict) -> dict[str, Any]:
-    """Every promotion rule with its values and verdict; ``promoted`` only if all pass."""
+def resampled_macro_f1(y: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of a (resamples x rows) array, over the classes each row has."""
+    scores, present = np.zeros(len(y)), np.zeros(len(y))
+    for c in classes:
+        tp = ((predicted == c) & (y == c)).sum(axis=1)
+        wrong = ((predicted == c) != (y == c)).sum(axis=1)  # false positives + negatives
+        seen = (tp + wrong) > 0
+        scores += np.where(seen, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
+        present += seen
+    return scores / np.maximum(present, 1)
+
+
+def paired_bootstrap(
+    labels: list[int], candidate: list[int], production: list[int], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Macro-F1 difference (candidate - production) on the same rows, with the lower bound
+    of its one-sided ``gate.confidence`` bootstrap interval (both scored on each resample)."""
+    y, a, b = np.asarray(labels), np.asarray(candidate), np.asarray(production)
+    rows = np.random.default_rng(params["seed"]).integers(
+        0, len(y), size=(params["bootstrap_resamples"], len(y))
+    )
+    classes = np.union1d(y, np.union1d(a, b))
+    diffs = resampled_macro_f1(y[rows], a[rows], classes) - resampled_macro_f1(
+        y[rows], b[rows], classes
+    )
+    return {
+        "delta": round(macro_f1(y, a) - macro_f1(y, b), 4),
+        "ci_low": round(float(np.quantile(diffs, 1 - params["confidence"])), 4),
+        "confidence": params["confidence"],
+        "resamples": params["bootstrap_resamples"],
+    }
+
+
+def decide(
+    candidate: dict, production: dict | None, comparison: dict | None, params: dict
+) -> dict[str, Any]:
+    """Every promotion rule with its values and verdict; ``promote`` only if all pass."""
     f1 = candidate["macro_f1"]
     rules: dict[str, dict[str, Any]] = {
         "min_f1": {
@@ -71,19 +117,22 @@ def decide(candidate: dict, production: dict | None, params: dict) -> dict[str, 
             "threshold": params["min_f1"],
             "passed": f1 >= params["min_f1"],
         },
-        "latency": {
-            "candidate": candidate["latency_ms_per_1k"],
-            "threshold": params["max_latency_ms_per_1k"],
-            "passed": candidate["latency_ms_per_1k"] <= params["max_latency_ms_per_1k"],
+        "size": {
+            "candidate": candidate["size_mb"],
+            "threshold": params["max_size_mb"],
+            "passed": candidate["size_mb"] <= params["max_size_mb"],
         },
     }
-    if production is not None:
-        needed = round(production["macro_f1"] + params["min_delta"], 6)
+    if production is not None and comparison is not None:
         rules["min_delta"] = {
-            "candidate": f1,
-            "production": production["macro_f1"],
-            "threshold": needed,
-            "passed": f1 >= needed,
+            "candidate": comparison["delta"],
+            "threshold": params["min_delta"],
+            "passed": comparison["delta"] >= params["min_delta"],
+        }
+        rules["paired_ci"] = {
+            "candidate": comparison["ci_low"],
+            "threshold": 0.0,
+            "passed": comparison["ci_low"] > 0,
         }
         drops = {
             name: round(production["behaviour"].get(name, 0.0) - rate, 4)
@@ -94,15 +143,17 @@ def decide(candidate: dict, production: dict | None, params: dict) -> dict[str, 
             "threshold": params["behaviour_tolerance"],
             "passed": all(d <= params["behaviour_tolerance"] for d in drops.values()),
         }
-    return {"promoted": all(rule["passed"] for rule in rules.values()), "rules": rules}
+    return {"promote": all(rule["passed"] for rule in rules.values()), "rules": rules}
 
 
 def production_version(client: MlflowClient, name: str, alias: str = PRODUCTION):
-    """The model version behind an alias, or None."""
+    """The model version behind an alias, or None (the registry being unreachable raises)."""
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def download_model_dir(name: str, version: str, dest: Path) -> Path:
@@ -136,6 +187,23 @@ def export_to_bentoml(
     return str(model.tag)
 
 
+def delete_bento(tag: str) -> None:
+    import bentoml
+
+    bentoml.models.delete(tag)
+
+
+def served(bento_name: str) -> tuple[str, dict] | None:
+    """(registry version, sha256 record) of ``<bento_name>:latest``, or None."""
+    import bentoml
+
+    try:
+        info = bentoml.models.get(f"{bento_name}:latest").info
+    except bentoml.exceptions.NotFound:
+        return None
+    return info.labels.get("registry_version", ""), info.metadata.get("sha256", {})
+
+
 def recorded_digests(version: Any) -> dict[str, str]:
     """The sha256 record a registry version was promoted with."""
     record = version.tags.get(DIGESTS_TAG)
@@ -155,126 +223,206 @@ def download_version(
     return download_model_dir(name, version, dest), digests
 
 
+def export_version(client: MlflowClient, params: dict, version: Any, extra: dict) -> str:
+    """A registry version's checked files -> the BentoML store; returns the new tag."""
+    name, number = params["registered_model"], str(version.version)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, digests = download_version(client, name, number, Path(tmp))
+        return export_to_bentoml(model_dir, params["bento_model"], number, digests, extra)
+
+
+class Steps:
+    """Run registry/store steps; if one fails, undo the earlier ones in reverse order.
+
+    Every undo is attempted even if one fails (the registry may be down while the local
+    store is not); the error then names what could not be undone.
+    """
+
+    def __init__(self) -> None:
+        self.undos: list[tuple[str, Callable[[], Any]]] = []
+
+    def __enter__(self) -> Steps:
+        return self
+
+    def done(self, what: str, undo: Callable[[], Any]) -> None:
+        self.undos.append((what, undo))
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is None:
+            return
+        left = []
+        for what, undo in reversed(self.undos):
+            try:
+                undo()
+            except Exception as undo_error:
+                left.append(f"{what} ({undo_error})")
+        if left:
+            raise RuntimeError(f"{error}; and could not undo: {'; '.join(left)}") from error
+
+
+def restore_alias(client: MlflowClient, name: str, alias: str, before: Any) -> Callable[[], Any]:
+    """An undo that puts ``alias`` back where it was (or removes it)."""
+    if before is None:
+        return lambda: client.delete_registered_model_alias(name, alias)
+    return lambda: client.set_registered_model_alias(name, alias, before.version)
+
+
 def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_version) -> dict:
     """Register, export, move aliases; undo everything done so far if a step fails."""
     name = params["registered_model"]
     digests = file_digests(CANDIDATE_DIR)
-    info = log_model(CANDIDATE_DIR)
     tags = {**tags, DIGESTS_TAG: json.dumps(digests, sort_keys=True)}
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
-    bento_tag = None
-    try:
-        bento_tag = export_to_bentoml(
-            CANDIDATE_DIR,
-            params["bento_model"],
-            version.version,
-            digests,
-            {
-                k: tags[k]
-                for k in (
-                    "test.macro_f1",
-                    "latency_ms_per_1k",
-                    "git.commit",
-                    "params.hash",
-                    "data.md5.test",
-                )
-            },
+    extra = {k: tags[k] for k in ("test.macro_f1", "git.commit", "params.hash", "data.md5.test")}
+    previous_before = production_version(client, name, PREVIOUS)
+    with Steps() as steps:
+        info = log_model(CANDIDATE_DIR)
+        version = mlflow.register_model(info.model_uri, name, tags=tags)
+        steps.done(
+            f"version {version.version}",
+            lambda: client.delete_model_version(name, version.version),
         )
+        bento_tag = export_to_bentoml(
+            CANDIDATE_DIR, params["bento_model"], version.version, digests, extra
+        )
+        steps.done(f"BentoML model {bento_tag}", lambda: delete_bento(bento_tag))
         if old_version is not None:
             client.set_registered_model_alias(name, PREVIOUS, old_version.version)
+            steps.done(PREVIOUS, restore_alias(client, name, PREVIOUS, previous_before))
         client.set_registered_model_alias(name, PRODUCTION, version.version)
-    except Exception:
-        if old_version is not None:
-            client.set_registered_model_alias(name, PRODUCTION, old_version.version)
-        if bento_tag is not None:
-            import bentoml
-
-            bentoml.models.delete(bento_tag)
-        client.delete_model_version(name, version.version)
-        raise
     return {"version": str(version.version), "bento_tag": bento_tag}
 
 
-def run_stage(params: dict[str, Any]) -> dict[str, Any]:
+def decision_for(client: MlflowClient, params: dict[str, Any]) -> dict[str, Any]:
+    """Score the candidate and the registry's production on the test split and decide."""
     texts, labels = read_split(TEST_SPLIT)
-    with stage_run("gate") as run:
-        client = MlflowClient()
-        name = params["registered_model"]
-        candidate_meta = read_meta(CANDIDATE_DIR)
-        candidate = assess(load_predictor(CANDIDATE_DIR), texts, labels)
-        current = production_version(client, name)
-        production = None
-        if current is not None:
-            # The registry's files, checked against their record and loaded with this
-            # project's code: never the code logged beside the model (it runs on load).
-            with tempfile.TemporaryDirectory() as tmp:
-                model_dir, digests = download_version(client, name, current.version, Path(tmp))
-                verify_digests(model_dir, digests)
-                production = assess(load_predictor(model_dir), texts, labels)
-        decision = decide(candidate, production, params)
-        data_md5 = {
-            str(TEST_SPLIT): dvc_md5(TEST_SPLIT),
-            str(CANDIDATE_DIR): dvc_md5(CANDIDATE_DIR),
-        }
-        record = {
-            **decision,
-            "candidate": {"name": candidate_meta.get("candidate"), **candidate},
-            "production": None
-            if current is None
-            else {"version": str(current.version), **production},
-            "data_md5": data_md5,
-            "params_hash": params_hash(params),
-            "git_commit": git_info()["git.commit"],
-            "candidate_version": None,
-        }
-        experiment = os.environ.get("DVC_EXP_NAME")
-        if experiment and decision["promoted"]:
-            # Experiments compare, they don't ship: promotion runs only from the workspace.
-            record |= {"promoted": False, "would_promote": True, "experiment": experiment}
-        if record["promoted"]:
-            tags = {
-                "data.md5.test": data_md5[str(TEST_SPLIT)],
-                "model.md5": data_md5[str(CANDIDATE_DIR)],
-                "params.hash": record["params_hash"],
-                "git.commit": record["git_commit"],
-                "candidate": str(candidate_meta.get("candidate")),
-                "test.macro_f1": str(candidate["macro_f1"]),
-                "latency_ms_per_1k": str(candidate["latency_ms_per_1k"]),
-                "mlflow.run_id": run.info.run_id,
-            }
-            promoted = promote(client, params, tags, current)
-            record["candidate_version"] = promoted["version"]
-            record["bento_tag"] = promoted["bento_tag"]
+    name = params["registered_model"]
+    candidate = assess(CANDIDATE_DIR, texts, labels)
+    current = production_version(client, name)
+    production = comparison = None
+    if current is not None:
+        # The registry's files, checked against their record and loaded with this
+        # project's code: never the code logged beside the model (it runs on load).
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir, digests = download_version(client, name, current.version, Path(tmp))
+            verify_digests(model_dir, digests)
+            production = assess(model_dir, texts, labels)
+        comparison = paired_bootstrap(
+            labels, candidate["predicted"], production["predicted"], params
+        )
+    decision = decide(candidate, production, comparison, params)
+    data_md5 = {str(TEST_SPLIT): dvc_md5(TEST_SPLIT), str(CANDIDATE_DIR): dvc_md5(CANDIDATE_DIR)}
+    strip = {"predicted"}
+    return {
+        **decision,
+        "comparison": comparison,
+        "candidate": {
+            "name": read_meta(CANDIDATE_DIR).get("candidate"),
+            "model_md5": data_md5[str(CANDIDATE_DIR)],
+            **{k: v for k, v in candidate.items() if k not in strip},
+        },
+        "production": None
+        if current is None
+        else {
+            "version": str(current.version),
+            "model_md5": current.tags.get(MODEL_MD5_TAG),
+            **{k: v for k, v in production.items() if k not in strip},
+        },
+        "data_md5": data_md5,
+        "params_hash": params_hash(params),
+    }
+
+
+def run_stage(params: dict[str, Any]) -> dict[str, Any]:
+    """The DVC stage: decide and record; the registry and the store are only read."""
+    with stage_run("gate"):
+        record = decision_for(MlflowClient(), params)
         write_json(DECISION, record)
         mlflow.log_metrics(
             {
-                "promoted": int(record["promoted"]),
-                "candidate.test.macro_f1": candidate["macro_f1"],
+                "promote": int(record["promote"]),
+                "candidate.test.macro_f1": record["candidate"]["macro_f1"],
             }
         )
         mlflow.log_artifact(str(DECISION))
     return record
 
 
+def ensure_served(client: MlflowClient, params: dict, version: Any) -> str:
+    """Export ``version`` unless the store's latest model already is it; say which."""
+    digests = recorded_digests(version)
+    if served(params["bento_model"]) == (str(version.version), digests):
+        return "BentoML store up to date"
+    return f"exported to BentoML as {export_version(client, params, version, {})}"
+
+
+def identity(version: Any, model_md5: str | None) -> str | None:
+    """What a production model is, for "did production move?": its model md5 if tagged."""
+    if version is None:
+        return None
+    number = version["version"] if isinstance(version, dict) else version.version
+    return model_md5 or f"version {number}"
+
+
+def act(params: dict[str, Any]) -> str:
+    """Make the registry and the BentoML store match the decision; idempotent.
+
+    Decides again first when production is no longer the model the decision compared
+    against (moved, rolled back, or another registry). Never writes ``decision.json``.
+    """
+    configure()
+    client = MlflowClient()
+    name = params["registered_model"]
+    record = json.loads(DECISION.read_text())
+    candidate_md5 = dvc_md5(CANDIDATE_DIR)
+    if candidate_md5 != record["candidate"]["model_md5"]:
+        raise UntrustedModelError(
+            f"{CANDIDATE_DIR} is not the model {DECISION} decided on: run dvc repro first"
+        )
+    current = production_version(client, name)
+    current_md5 = None if current is None else current.tags.get(MODEL_MD5_TAG)
+    if current is not None and current_md5 == candidate_md5:
+        served_now = ensure_served(client, params, current)
+        return f"version {current.version} is already production; {served_now}"
+    then = record["production"]
+    redecided = identity(current, current_md5) != identity(then, then and then["model_md5"])
+    if redecided:
+        record = decision_for(client, params)
+    if not record["promote"]:
+        failing = ", ".join(r for r, v in record["rules"].items() if not v["passed"])
+        kept = f"kept production (failing: {failing})"
+        if current is None:
+            return f"{kept}; no production model in the registry"
+        return f"{kept}; version {current.version}; {ensure_served(client, params, current)}"
+    tags = {
+        "data.md5.test": record["data_md5"][str(TEST_SPLIT)],
+        MODEL_MD5_TAG: candidate_md5,
+        "params.hash": record["params_hash"],
+        "git.commit": git_info()["git.commit"],
+        "candidate": str(record["candidate"]["name"]),
+        "test.macro_f1": str(record["candidate"]["macro_f1"]),
+        "size_mb": str(record["candidate"]["size_mb"]),
+    }
+    with mlflow.start_run(run_name="promote", tags={"kind": "promote", **tags}):
+        promoted = promote(client, params, tags, current)
+    note = " (decided again: production moved since gate/decision.json)" if redecided else ""
+    return f"promoted as version {promoted['version']}, BentoML {promoted['bento_tag']}{note}"
+
+
 def rollback(params: dict[str, Any]) -> dict[str, str]:
-    """Swap ``production`` and ``previous-production`` and re-export the new production."""
+    """Swap ``production`` and ``previous-production`` and re-export the new production;
+    undo what was done if a step fails."""
     configure()
     client = MlflowClient()
     name = params["registered_model"]
     current, previous = production_version(client, name), production_version(client, name, PREVIOUS)
     if current is None or previous is None:
         raise SystemExit(f"rollback: {name} needs both '{PRODUCTION}' and '{PREVIOUS}' aliases")
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir, digests = download_version(client, name, previous.version, Path(tmp))
-        bento_tag = export_to_bentoml(
-            model_dir,
-            params["bento_model"],
-            previous.version,
-            digests,
-            {"rolled_back_from": current.version},
-        )
-    client.set_registered_model_alias(name, PRODUCTION, previous.version)
-    client.set_registered_model_alias(name, PREVIOUS, current.version)
+    with Steps() as steps:
+        bento_tag = export_version(client, params, previous, {"rolled_back_from": current.version})
+        steps.done(f"BentoML model {bento_tag}", lambda: delete_bento(bento_tag))
+        client.set_registered_model_alias(name, PRODUCTION, previous.version)
+        steps.done(PRODUCTION, restore_alias(client, name, PRODUCTION, current))
+        client.set_registered_model_alias(name, PREVIOUS, current.version)
     return {
         "production": str(previous.version),
         "previous-production": str(current.version),
@@ -283,69 +431,40 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
 
 
 def export_production(params: dict[str, Any]) -> str:
-    """Put the production model into the BentoML store (for image builds, e.g. in CI).
-
-    From the registry when it has a ``production`` alias; otherwise (no registry reachable
-    from the build machine) ``models/champion`` after ``dvc pull``, but only when
-    ``gate/decision.json``, committed with the pipeline's outputs, says it was promoted.
-    """
+    """Put the registry's production model into the BentoML store (image builds, CI)."""
     configure()
     client = MlflowClient()
     name = params["registered_model"]
-    try:
-        current = production_version(client, name)
-    except MlflowException as err:
-        if err.error_code in AUTH_ERRORS:
-            raise
-        current = None
-    if current is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            version = str(current.version)
-            model_dir, digests = download_version(client, name, version, Path(tmp))
-            return export_to_bentoml(model_dir, params["bento_model"], version, digests, {})
-    record = json.loads(DECISION.read_text())
-    if not record["promoted"]:
+    current = production_version(client, name)
+    if current is None:
         raise SystemExit(
-            f"export: no '{PRODUCTION}' alias in the registry and {DECISION} says "
-            "the champion was not promoted; set MLFLOW_TRACKING_URI to the registry"
+            f"export: {name} has no '{PRODUCTION}' alias in registry "
+            f"{redact_uri(tracking_uri())}: promote a model first, or set MLFLOW_TRACKING_URI"
         )
-    decided = record["data_md5"][str(CANDIDATE_DIR)]
-    if dvc_md5(CANDIDATE_DIR) != decided:
-        raise UntrustedModelError(
-            f"export: {CANDIDATE_DIR} is not the model {DECISION} promoted (DVC md5 {decided})"
-        )
-    return export_to_bentoml(
-        CANDIDATE_DIR,
-        params["bento_model"],
-        record["candidate_version"],
-        file_digests(CANDIDATE_DIR),
-        {"git_commit": record["git_commit"]},
-    )
+    return export_version(client, params, current, {})
 
 
 def run_command(command: str, params: dict[str, Any]) -> str:
     """Run one command; return the line that reports what it did."""
+    if command == "promote":
+        return f"promote: {act(params)}"
     if command == "rollback":
         return f"rollback: {rollback(params)}"
     if command == "export":
         return f"export: {export_production(params)}"
     record = run_stage(params)
     failing = [rule for rule, v in record["rules"].items() if not v["passed"]]
-    verdict = (
-        f"promoted as version {record['candidate_version']}"
-        if record["promoted"]
-        else (f"kept production (failing: {', '.join(failing)})")
-    )
+    verdict = "promote" if record["promote"] else f"keep production (failing: {', '.join(failing)})"
     return (
-        f"gate: {verdict}; candidate test macro-F1 {record['candidate']['macro_f1']}"
-        f" (BENTOML_HOME={os.environ.get('BENTOML_HOME', 'default')})"
+        f"gate: would {verdict}; candidate test macro-F1 {record['candidate']['macro_f1']}"
+        " (`python -m stages.gate promote` acts on it)"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Promotion gate (default), rollback, export.")
+    parser = argparse.ArgumentParser(description="Promotion gate: decide (default), act, undo.")
     parser.add_argument(
-        "command", nargs="?", default="gate", choices=["gate", "rollback", "export"]
+        "command", nargs="?", default="gate", choices=["gate", "promote", "rollback", "export"]
     )
     args = parser.parse_args()
     params = load_params("gate")
@@ -358,7 +477,7 @@ def main() -> None:
             else ""
         )
         fail(f"{args.command}: registry {redact_uri(tracking_uri())}: {err.message}{hint}")
-    except UntrustedModelError as err:
+    except (UntrustedModelError, FileNotFoundError) as err:
         fail(f"{args.command}: {err}")
 
 

@@ -86,16 +86,30 @@ def metrics_table(base: dict, head: dict) -> list[str]:
 
 
 def gate_lines(decision: dict) -> list[str]:
+    """The gate's verdict on this branch: a pull request never promotes, so "would"."""
     if not decision:
         return ["No gate decision in the workspace."]
-    if decision.get("promoted"):
-        return [f"**Promoted** as version {decision.get('candidate_version')}."]
+    against = decision.get("production")
+    versus = f"production version {against['version']}" if against else "no production model"
+    comparison = decision.get("comparison") or {}
+    paired = (
+        f" Paired macro-F1 gain {comparison['delta']:+.4f}, one-sided "
+        f"{comparison['confidence']:.0%} lower bound {comparison['ci_low']:+.4f}."
+        if comparison
+        else ""
+    )
+    if decision.get("promote"):
+        return [f"**Would promote** the champion (compared with {versus}).{paired}"]
     failing = [
         f"`{name}` ({rule.get('candidate')} vs threshold {rule.get('threshold')})"
         for name, rule in decision.get("rules", {}).items()
         if not rule.get("passed")
     ]
-    return ["**Kept production.** Failing rules: " + (", ".join(failing) or "none") + "."]
+    return [
+        f"**Would keep production** ({versus}). Failing rules: "
+        + (", ".join(failing) or "none")
+        + f".{paired}"
+    ]
 
 
 def drift_lines(report: dict) -> list[str]:

@@ -43,14 +43,10 @@ def headlines() -> list[str]:
         lines.append(f"evaluate: test macro-F1 {scores}; champion {metrics['champion']['name']}")
     if decision := read("gate/decision.json"):
         failing = [r for r, v in decision["rules"].items() if not v["passed"]]
-        lines.append(
-            "gate: "
-            + (
-                f"promoted version {decision['candidate_version']}"
-                if decision["promoted"]
-                else f"kept production (failing: {', '.join(failing)})"
-            )
-        )
+        against = decision["production"]
+        versus = f"production version {against['version']}" if against else "no production"
+        verdict = "promote" if decision["promote"] else f"keep (failing: {', '.join(failing)})"
+        lines.append(f"gate: {verdict}, against {versus} (`make promote` acts on it)")
     if report := read("drift/report.json"):
         lines.append("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
     return lines

@@ -128,8 +128,13 @@ def probabilities(
 
 
 def save_transformer(model: Any, tokenizer: Any, model_dir: Path, meta: dict[str, Any]) -> None:
-    """safetensors weights, tokenizer, config and ``meta.json`` (labels, threshold, ...)."""
+    """safetensors weights, tokenizer, config and ``meta.json`` (labels, threshold, ...).
+
+    ``local_files_only`` (set by ``HF_HUB_OFFLINE``) is a loading option, not part of the
+    tokenizer: kept, it would change the output's bytes with the environment.
+    """
     model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.init_kwargs.pop("local_files_only", None)
     tokenizer.save_pretrained(model_dir)
     write_json(model_dir / "meta.json", {"flavor": "transformer", **meta})
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -102,3 +107,87 @@ def pipeline_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh(root, "dvc", "pull", "--allow-missing", "-q")
     sh(root, "dvc", "repro", "prepare", "featurize")
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    url: str
+    log: Path
+    user: str | None = None
+    password: str | None = None
+
+    def use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Point MLflow at this server, with its credentials if it has any."""
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", self.url)
+        if self.user and self.password:
+            monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", self.user)
+            monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", self.password)
+
+
+@contextmanager
+def running_tracking_server(root: Path, auth: bool) -> Iterator[TrackingServer]:
+    """``mlflow server`` (SQLite, served artifacts) on a free loopback port, optionally with
+    MLflow's basic-auth app (it hashes the password on every request: slow, so only the
+    credential tests use it).
+
+    Stopped as a process group: MLflow's server runs uvicorn (and, unless switched off as
+    here, job consumers) in child processes.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    user = password = None
+    app: list[str] = []
+    if auth:
+        user, password = "admin", f"pw-{secrets.token_hex(8)}"
+        config = root / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+            f"admin_username = {user}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        env |= {
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        }
+        app = ["--app-name", "basic-auth"]
+    port = free_port()
+    log = root / "server.log"
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    stores = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    stores += ["--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", *app, *address, *stores],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, f"{url}/health", log)
+        yield TrackingServer(url, log, user, password)
+    finally:
+        stop_group(proc, log)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """A tracking server with MLflow's basic-auth app and an admin user."""
+    with running_tracking_server(tmp_path_factory.mktemp("mlflow-auth-server"), auth=True) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def plain_tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """A tracking server without auth, shared by the registry scenario tests."""
+    with running_tracking_server(tmp_path_factory.mktemp("mlflow-server"), auth=False) as s:
+        yield s

@@ -31,14 +31,10 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Real Flipkart texts: train part for the reference, held-out part for null windows."""
-    raw = (
-        read_raw(SHARED / "datasets" / "flipkart_reviews" / "reviews.csv")
-        .dropna(subset=["Review text"])
-        .drop_duplicates(subset=["Review text"])
-    )
-    data = to_prepared(raw, "binary").sample(frac=1, random_state=0)
-    train, held = data.iloc[:3000], data.iloc[3000:]
+    """Real Flipkart reviews at natural multiplicity: a reference sample, a held-out pool."""
+    raw_csv = SHARED / "datasets" / "flipkart_reviews" / "reviews.csv"
+    raw = read_raw(raw_csv).dropna(subset=["Review text"]).drop_duplicates(subset=["Review text"])
+    train = to_prepared(raw, "binary").sample(frac=1, random_state=0).iloc[:3000]
     model_dir = tmp_path_factory.mktemp("model") / "champion"
     pipeline = Pipeline(
         [("features", TfidfVectorizer()), ("classifier", LogisticRegression(max_iter=1000))]
@@ -49,21 +45,26 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"threshold": 0.5, "n_classes": 2},
     )
     predictor = load_predictor(model_dir)
-    reference = drift.build_reference(
-        train["text"].tolist(), held["text"].tolist()[:400], predictor, PARAMS
+    # Reviews as traffic brings them: every raw row, repeats included.
+    reference, held = drift.build_reference(
+        drift.raw_traffic(raw_csv), predictor, PARAMS, holdout=2500
     )
     imdb = read_ood(SHARED / "datasets" / "uci_sentiment_sentences" / "imdb_labelled.txt", "binary")
     return {
         "detector": drift.DriftDetector(reference, predictor, PARAMS),
         "reference": reference,
-        "held": held["text"].tolist()[400:],
+        "held": held,
         "imdb": imdb["text"].tolist(),
     }
 
 
-def test_false_positive_rate_on_null_windows(setting) -> None:
-    rng = np.random.default_rng(0)
+def test_false_positive_rate_on_traffic_with_repeats(setting) -> None:
+    """Null windows as the service sees them: held-out reviews drawn without replacement at
+    their natural multiplicity ("Good" and "Nice product" arrive hundreds of times). A
+    reference of distinct texts flagged every such window (score KS, word count, MMD)."""
     held = setting["held"]
+    assert len(held) > 1.5 * len(set(held))  # the windows have repeats
+    rng = np.random.default_rng(0)
     alarms = [
         setting["detector"].test_window(
             [held[i] for i in rng.choice(len(held), 200, replace=False)], seed=s
@@ -168,3 +169,12 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
     assert drift.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
         drift.EXIT_BAD_INPUT
     )
+
+
+def test_a_window_predicted_all_one_class_is_flagged() -> None:
+    reference = np.array([0] * 200 + [1] * 800)
+    all_positive = drift.label_share_test(reference, np.ones(500, dtype=int))
+    assert all_positive["p_value"] < 1e-10 and all_positive["effect"] == pytest.approx(0.2)
+    same_shares = drift.label_share_test(reference, np.array([0] * 100 + [1] * 400))
+    assert same_shares["p_value"] > 0.5
+    assert drift.label_share_test(np.ones(10, int), np.ones(10, int))["p_value"] == 1.0

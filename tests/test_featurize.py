@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from stages.featurize import featurize, make_vectorizer, stop_words
 from stages.model_files import load_skops
 from stages.tracking import dvc_md5
-from tests.conftest import REPO, sh
+from tests.conftest import REPO, project_env, sh
 
 PARAMS = {
     "emoji": "demojize",
@@ -121,3 +121,28 @@ def test_a_param_changed_and_changed_back_reruns_nothing(pipeline_copy: Path) ->
     assert "Running stage" not in back
     assert "Stage 'featurize' is cached - skipping run" in back
     assert "changed" not in sh(pipeline_copy, "dvc", "status", "featurize").stdout
+
+
+@pytest.mark.slow
+def test_after_a_failed_stage_checkout_restores_the_last_good_outputs(pipeline_copy: Path) -> None:
+    """DVC deletes a stage's outputs (metrics too) before running it; a failure leaves none."""
+    params = pipeline_copy / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  emoji: demojize", "  emoji: sideways"))
+        failed = subprocess.run(
+            ["dvc", "repro", "featurize"],
+            cwd=pipeline_copy,
+            env=project_env(pipeline_copy),
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        params.write_text(original)
+    assert failed.returncode != 0 and "emoji mode must be one of" in failed.stderr
+    assert not (pipeline_copy / "data" / "features").exists()
+    assert not (pipeline_copy / "featurize" / "summary.json").exists()
+    sh(pipeline_copy, "dvc", "checkout", "featurize")  # cached outputs
+    sh(pipeline_copy, "git", "checkout", "--", "featurize/summary.json")  # metrics: in git
+    assert "changed" not in sh(pipeline_copy, "dvc", "status", "featurize").stdout
+    assert sh(pipeline_copy, "git", "status", "--porcelain").stdout == ""

@@ -1,12 +1,17 @@
-"""gate: the decision rule (property-tested) and promotion on a real MLflow registry + BentoML."""
+"""gate: the decision rule (property-tested), acting on it idempotently, and a complete undo,
+on a real MLflow registry (SQLite, and a tracking server on loopback) with a real BentoML store."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,12 +20,13 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
 from stages import gate
 from stages.model_files import UntrustedModelError, file_digests
 from stages.predictor import save_classical
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 POSITIVE = ["good", "great", "nice", "super", "lovely", "fine"]
 NEGATIVE = ["bad", "poor", "awful", "worst", "broken", "fake"]
@@ -29,51 +35,91 @@ PARAMS = {
     "bento_model": "sentiment",
     "min_delta": 0.005,
     "min_f1": 0.5,
-    "max_latency_ms_per_1k": 60_000,
+    "max_size_mb": 10,
     "behaviour_tolerance": 1.0,
+    "confidence": 0.95,
+    "bootstrap_resamples": 500,
+    "seed": 42,
 }
 
 rates = st.floats(0, 1, allow_nan=False)
 assessments = st.fixed_dictionaries(
     {
         "macro_f1": rates,
-        "latency_ms_per_1k": st.floats(0, 10_000, allow_nan=False),
+        "size_mb": st.floats(0, 1_000, allow_nan=False),
         "behaviour": st.fixed_dictionaries({"negation": rates, "emoji": rates}),
     }
+)
+comparisons = st.fixed_dictionaries(
+    {"delta": st.floats(-1, 1, allow_nan=False), "ci_low": st.floats(-1, 1, allow_nan=False)}
 )
 gate_params = st.fixed_dictionaries(
     {
         "min_delta": st.floats(0, 0.1, allow_nan=False),
         "min_f1": rates,
-        "max_latency_ms_per_1k": st.floats(0, 10_000, allow_nan=False),
+        "max_size_mb": st.floats(0, 1_000, allow_nan=False),
         "behaviour_tolerance": st.floats(0, 0.5, allow_nan=False),
     }
 )
 
 
-@given(candidate=assessments, production=st.none() | assessments, params=gate_params)
-def test_never_promotes_below_production_plus_delta_or_floor(candidate, production, params):
-    decision = gate.decide(candidate, production, params)
-    if decision["promoted"]:
+@given(candidate=assessments, production=assessments, comparison=comparisons, params=gate_params)
+def test_never_promotes_without_a_paired_gain(candidate, production, comparison, params):
+    decision = gate.decide(candidate, production, comparison, params)
+    if decision["promote"]:
         assert candidate["macro_f1"] >= params["min_f1"]
-        assert candidate["latency_ms_per_1k"] <= params["max_latency_ms_per_1k"]
-        if production is not None:
-            assert candidate["macro_f1"] >= production["macro_f1"] + params["min_delta"] - 1e-9
-    assert decision["promoted"] == all(r["passed"] for r in decision["rules"].values())
+        assert candidate["size_mb"] <= params["max_size_mb"]
+        assert comparison["delta"] >= params["min_delta"] and comparison["ci_low"] > 0
+    assert decision["promote"] == all(r["passed"] for r in decision["rules"].values())
 
 
 def test_without_production_only_floor_and_budgets_apply() -> None:
-    candidate = {"macro_f1": 0.81, "latency_ms_per_1k": 10.0, "behaviour": {"negation": 0.0}}
-    decision = gate.decide(candidate, None, PARAMS | {"min_f1": 0.8})
-    assert decision["promoted"] and set(decision["rules"]) == {"min_f1", "latency"}
+    candidate = {"macro_f1": 0.81, "size_mb": 10.0, "behaviour": {"negation": 0.0}}
+    decision = gate.decide(candidate, None, None, PARAMS | {"min_f1": 0.8})
+    assert decision["promote"] and set(decision["rules"]) == {"min_f1", "size"}
 
 
-def make_model(path: Path, words_known: int) -> Path:
+@given(labels=st.lists(st.integers(0, 2), min_size=2, max_size=60), data=st.data())
+def test_resampled_macro_f1_is_sklearns(labels: list[int], data) -> None:
+    predicted = data.draw(st.lists(st.integers(0, 2), min_size=len(labels), max_size=len(labels)))
+    y, p = np.array([labels]), np.array([predicted])
+    expected = f1_score(labels, predicted, average="macro", zero_division=0)
+    classes = np.union1d(y, p)
+    assert gate.resampled_macro_f1(y, p, classes)[0] == pytest.approx(expected)
+
+
+@given(
+    labels=st.lists(st.integers(0, 1), min_size=20, max_size=300),
+    flips=st.floats(0, 0.5),
+    seed=st.integers(0, 2**16),
+)
+def test_identical_models_are_never_promoted(labels: list[int], flips: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    predicted = [1 - y if rng.random() < flips else y for y in labels]
+    comparison = gate.paired_bootstrap(labels, predicted, predicted, PARAMS | {"seed": seed})
+    assert comparison["delta"] == 0 and comparison["ci_low"] <= 0
+    candidate = {"macro_f1": 1.0, "size_mb": 1.0, "behaviour": {}}
+    assert not gate.decide(candidate, candidate, comparison, PARAMS)["promote"]
+
+
+@given(seed=st.integers(0, 2**16))
+def test_a_clearly_better_model_is_promoted(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 400).tolist()
+    worse = [1 - y if rng.random() < 0.3 else y for y in labels]
+    better = [1 - y if rng.random() < 0.05 else y for y in labels]
+    comparison = gate.paired_bootstrap(labels, better, worse, PARAMS | {"seed": seed})
+    assert comparison["delta"] > 0.1 and comparison["ci_low"] > 0
+    candidate = {"macro_f1": 0.95, "size_mb": 1.0, "behaviour": {}}
+    assert gate.decide(candidate, candidate, comparison, PARAMS)["promote"]
+
+
+def make_model(path: Path, words_known: int, c: float = 100) -> Path:
     """A classical model that has seen only the first ``words_known`` words of each class."""
     texts = [f"{w} shuttle" for w in POSITIVE[:words_known] + NEGATIVE[:words_known]] * 5
     labels = ([1] * words_known + [0] * words_known) * 5
     pipeline = Pipeline(
-        [("features", TfidfVectorizer()), ("classifier", LogisticRegression(C=100))]
+        [("features", TfidfVectorizer()), ("classifier", LogisticRegression(C=c))]
     ).fit(texts, labels)
     if path.exists():
         shutil.rmtree(path)
@@ -100,92 +146,223 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     test.to_parquet("data/prepared/test.parquet")
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+@dataclass
+class Registry:
+    client: MlflowClient
+    params: dict
+
+    def aliases(self) -> dict[str, str]:
+        model = self.client.get_registered_model(self.params["registered_model"])
+        return {alias: str(version) for alias, version in model.aliases.items()}
+
+    def alias(self, name: str) -> str | None:
+        return self.aliases().get(name)
+
+    def state(self) -> tuple:
+        """Versions, aliases and BentoML models: what a failed step must leave as it was."""
+        name = self.params["registered_model"]
+        try:
+            aliases = self.aliases()
+        except mlflow.exceptions.MlflowException:
+            aliases = None
+        versions = sorted(
+            int(v.version) for v in self.client.search_model_versions(f"name='{name}'")
+        )
+        bentos = sorted(str(m.tag) for m in bentoml.models.list("sentiment"))
+        return versions, aliases, bentos
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def registry(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """test_gate's project copy on the SQLite registry, or on a tracking server on loopback
+    (one registered model name per test; tests/test_registry_server.py adds credentials)."""
     project_copy(tmp_path, monkeypatch)
+    params = dict(PARAMS)
+    if request.param == "server":
+        request.getfixturevalue("plain_tracking_server").use(monkeypatch)
+        params["registered_model"] = f"test-sentiment-{uuid.uuid4().hex[:8]}"
     gate.configure()
-    return MlflowClient()
-
-
-def alias(client: MlflowClient, name: str) -> str:
-    return str(client.get_model_version_by_alias(PARAMS["registered_model"], name).version)
+    return Registry(MlflowClient(), params)
 
 
 def served_version() -> str:
     return bentoml.models.get("sentiment:latest").info.labels["registry_version"]
 
 
-def test_promotion_lifecycle(registry: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = PARAMS["registered_model"]
+def decide_and_act(params: dict) -> tuple[dict, str]:
+    """What `make run` does after `dvc repro` re-ran the gate stage."""
+    return gate.run_stage(params), gate.act(params)
+
+
+def test_decide_then_act(registry: Registry) -> None:
+    params, name = registry.params, registry.params["registered_model"]
     make_model(gate.CANDIDATE_DIR, 4)
-    first = gate.run_stage(PARAMS)
-    assert first["promoted"] and first["production"] is None
-    assert alias(registry, "production") == "1"
-    assert served_version() == "1"
+    decision, acted = decide_and_act(params)
+    assert decision["promote"] and decision["production"] is None
+    assert acted.startswith("promoted as version 1")
+    assert registry.alias("production") == "1" and served_version() == "1"
     metadata = bentoml.models.get("sentiment:latest").info.metadata
     assert {"test.macro_f1", "git.commit", "params.hash"} <= set(metadata)
-    version = registry.get_model_version(name, "1")  # tagged with what made it
-    assert {"data.md5.test", "params.hash", "git.commit", "test.macro_f1"} <= set(version.tags)
+    version = registry.client.get_model_version(name, "1")  # tagged with what made it
+    assert {"data.md5.test", "params.hash", "git.commit", "model.md5"} <= set(version.tags)
     recorded = json.loads(version.tags[gate.DIGESTS_TAG])  # and with its files' sha256
     assert recorded == file_digests(gate.CANDIDATE_DIR) == metadata["sha256"]
     assert set(recorded) == {"meta.json", "model.skops"}
 
-    make_model(gate.CANDIDATE_DIR, 2)  # worse: kept
-    worse = gate.run_stage(PARAMS)
-    assert not worse["promoted"] and not worse["rules"]["min_delta"]["passed"]
-    assert worse["production"]["version"] == "1"
-    assert alias(registry, "production") == "1"
+    before = registry.state()  # (c) nothing changed: nothing moves
+    assert gate.act(params).startswith("version 1 is already production; BentoML store up to")
+    assert registry.state() == before
 
-    make_model(gate.CANDIDATE_DIR, 6)  # better, but inside a DVC experiment: decided only
-    with monkeypatch.context() as patch:
-        patch.setenv("DVC_EXP_NAME", "sweep-1")
-        trial = gate.run_stage(PARAMS)
-    assert trial["would_promote"] and not trial["promoted"]
-    assert alias(registry, "production") == "1"
+    make_model(gate.CANDIDATE_DIR, 2)  # (d) worse: kept
+    decision, acted = decide_and_act(params)
+    assert not decision["promote"] and not decision["rules"]["paired_ci"]["passed"]
+    assert decision["production"]["version"] == "1" and acted.startswith("kept production")
+    assert registry.state() == before
 
-    better = gate.run_stage(PARAMS)  # the same, from the workspace: promoted
-    assert better["promoted"] and better["candidate_version"] == "2"
-    assert alias(registry, "production") == "2"
-    assert alias(registry, "previous-production") == "1"
+    make_model(gate.CANDIDATE_DIR, 4, c=50)  # (e) other bytes, same predictions: noise
+    decision, acted = decide_and_act(params)
+    assert decision["comparison"]["delta"] == 0 and not decision["promote"]
+    assert registry.state() == before
+
+    make_model(gate.CANDIDATE_DIR, 6)  # better on the same rows: promoted
+    decision, acted = decide_and_act(params)
+    assert decision["promote"] and decision["comparison"]["ci_low"] > 0
+    assert acted.startswith("promoted as version 2")
+    assert registry.alias("production") == "2" and registry.alias("previous-production") == "1"
     assert served_version() == "2"
 
-    again = gate.run_stage(PARAMS)  # nothing changed: kept, nothing moves
-    assert not again["promoted"]
-    assert alias(registry, "production") == "2"
-    n_bento_models = len(bentoml.models.list("sentiment"))
-
-    def broken_export(*args, **kwargs):
-        raise OSError("disk full while exporting")
-
-    with monkeypatch.context() as patch:  # fail between registration and the alias move
-        patch.setattr(gate, "export_to_bentoml", broken_export)
-        patch.setattr(gate, "decide", lambda *a: {"promoted": True, "rules": {}})
-        with pytest.raises(OSError, match="disk full"):
-            gate.run_stage(PARAMS)
-    assert alias(registry, "production") == "2"
-    assert sorted(str(v.version) for v in registry.search_model_versions(f"name='{name}'")) == [
-        "1",
-        "2",
-    ]
-    assert len(bentoml.models.list("sentiment")) == n_bento_models
-
-    rolled = gate.rollback(PARAMS)
-    assert rolled["production"] == "1"
-    assert alias(registry, "production") == "1"
+    rolled = gate.rollback(params)
+    assert rolled["production"] == "1" and registry.alias("production") == "1"
+    assert served_version() == "1"
+    gate.export_production(params)  # image builds export what the registry calls production
     assert served_version() == "1"
 
-    gate.export_production(PARAMS)  # image builds export what the registry calls production
-    assert served_version() == "1"
+
+def test_a_decision_is_acted_on_when_dvc_skips_the_gate(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(a) outputs up to date, empty registry and store; (b) a decision made earlier (e.g.
+    restored by `dvc exp apply`) is acted on later without re-running the stage."""
+    params = registry.params
+    make_model(gate.CANDIDATE_DIR, 4)
+    decide_and_act(params)
+    make_model(gate.CANDIDATE_DIR, 6)
+    assert gate.run_stage(params)["promote"]  # (b) decided, not acted on yet
+    assert registry.state()[0] == [1]
+    assert gate.act(params).startswith("promoted as version 2")
+
+    # (a) the same outputs, a new team member's empty registry and BentoML store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "empty-bentoml"))
+    gate.configure()
+    empty = Registry(MlflowClient(), params)
+    acted = gate.act(params)
+    assert acted.startswith("promoted as version 1") and "decided again" in acted
+    assert empty.alias("production") == "1" and served_version() == "1"
+    assert gate.act(params).startswith("version 1 is already production")
+
+
+def test_act_refuses_a_champion_the_decision_was_not_made_on(registry: Registry) -> None:
+    make_model(gate.CANDIDATE_DIR, 4)
+    gate.run_stage(registry.params)
+    make_model(gate.CANDIDATE_DIR, 6)
+    with pytest.raises(UntrustedModelError, match=r"not the model gate/decision\.json decided on"):
+        gate.act(registry.params)
+
+
+def fail_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make one promotion or rollback step raise."""
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"injected failure at {step}")
+
+    if step == "log_model":
+        monkeypatch.setattr(gate, "log_model", boom)
+    elif step == "register":
+        monkeypatch.setattr(gate.mlflow, "register_model", boom)
+    elif step == "export":
+        monkeypatch.setattr(gate, "export_to_bentoml", boom)
+    elif step in ("production", "previous-production"):
+        original = MlflowClient.set_registered_model_alias
+
+        def set_alias(self, name, alias, version):
+            if alias == step:
+                boom()
+            return original(self, name, alias, version)
+
+        monkeypatch.setattr(MlflowClient, "set_registered_model_alias", set_alias)
+    elif step == "unreachable":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+def two_versions(registry: Registry) -> None:
+    """Production 2, previous-production 1, and a better candidate decided on."""
+    for words in (2, 4):
+        make_model(gate.CANDIDATE_DIR, words)
+        decide_and_act(registry.params)
+    make_model(gate.CANDIDATE_DIR, 6)
+    assert gate.run_stage(registry.params)["promote"]
+
+
+@pytest.mark.parametrize(
+    "step", ["log_model", "register", "export", "previous-production", "production", "unreachable"]
+)
+def test_a_failed_promotion_leaves_everything_as_it_was(
+    step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_versions(registry)
+    before = registry.state()
+    assert before[1] == {"production": "2", "previous-production": "1"}
+    with monkeypatch.context() as patch:
+        fail_at(step, patch)
+        with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
+            gate.act(registry.params)
+    gate.configure()
+    assert registry.state() == before
+
+
+@pytest.mark.parametrize("step", ["export", "production", "previous-production", "unreachable"])
+def test_a_failed_rollback_leaves_everything_as_it_was(
+    step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_versions(registry)
+    before = registry.state()
+    with monkeypatch.context() as patch:
+        fail_at(step, patch)
+        with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
+            gate.rollback(registry.params)
+    gate.configure()
+    assert registry.state() == before
+
+
+def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_copy(tmp_path, monkeypatch)
+    gate.configure()
+    registry = Registry(MlflowClient(), dict(PARAMS))
+    two_versions(registry)
+    n_bentos = len(registry.state()[2])
+    fail_at("production", monkeypatch)
+    monkeypatch.setattr(MlflowClient, "delete_model_version", lambda *a: 1 / 0)  # registry down
+    with pytest.raises(RuntimeError, match=r"could not undo: version 3 \(division by zero\)"):
+        gate.act(registry.params)
+    assert len(registry.state()[2]) == n_bentos  # the local store was still cleaned up
 
 
 def test_the_gate_refuses_a_production_model_changed_in_the_registry(
-    registry: MlflowClient,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The production model is scored from its registry files after checking their sha256,
     with this project's code: a changed artifact stops the gate, naming the file."""
+    project_copy(tmp_path, monkeypatch)
+    gate.configure()
+    client = MlflowClient()
     make_model(gate.CANDIDATE_DIR, 4)
-    gate.run_stage(PARAMS)
-    uri = registry.get_model_version_download_uri(PARAMS["registered_model"], "1")
+    decide_and_act(PARAMS)
+    uri = client.get_model_version_download_uri(PARAMS["registered_model"], "1")
     (stored,) = Path(uri.removeprefix("file://")).rglob("model.skops")
     data = bytearray(stored.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -139,8 +139,8 @@ def test_drift_reference_projection_loads(tmp_path: Path) -> None:
         def predict_proba(self, texts):
             return np.tile([0.3, 0.7], (len(texts), 1))
 
-    reference = build_reference(
-        TEXTS * 4, TEXTS, Constant(), PARAMS["drift"] | {"svd_components": 5}
+    reference, _ = build_reference(
+        TEXTS * 4, Constant(), PARAMS["drift"] | {"svd_components": 5}, holdout=0
     )
     save_skops(reference.projection, tmp_path / "projection.skops")
     assert skops_types(tmp_path / "projection.skops") <= TRUSTED_TYPES

@@ -63,11 +63,13 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
         root,
         "gate/decision.json",
         {
-            "promoted": False,
+            "promote": False,
             "rules": {
-                "min_delta": {"candidate": 0.80, "threshold": 0.875, "passed": False},
+                "min_delta": {"candidate": -0.07, "threshold": 0.005, "passed": False},
                 "min_f1": {"candidate": 0.80, "threshold": 0.8, "passed": True},
             },
+            "production": {"version": "3"},
+            "comparison": {"delta": -0.07, "ci_low": -0.09, "confidence": 0.95},
         },
     )
     write(
@@ -88,7 +90,10 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     assert "| `evaluate.seed` | 1 | 2 |" in report
     assert "| classical | 0.8400 [0.820, 0.860] | 0.8000 [0.780, 0.820] | ▼ -0.0400 |" in report
     assert "| transformer | 0.8700 [0.850, 0.890] | 0.8700 [0.850, 0.890] | = +0.0000 |" in report
-    assert "**Kept production.** Failing rules: `min_delta` (0.8 vs threshold 0.875)." in report
+    assert (
+        "**Would keep production** (production version 3). Failing rules: `min_delta` (-0.07 "
+        "vs threshold 0.005). Paired macro-F1 gain -0.0700, one-sided 95% lower bound -0.0900."
+    ) in report
     assert "| ood_imdb | drift | mmd |" in report
     assert "![confusion_transformer](eval/plots/png/confusion_transformer.png)" in report
     assert "![roc](eval/plots/png/roc.png)" in report

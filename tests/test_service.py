@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ import yaml
 from bentoml._internal.models import ModelStore
 
 from stages.model_files import save_skops
-from tests.conftest import REPO, stop_group, wait_ready
+from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_gate import make_model
 
 BIN = Path(sys.executable).parent
@@ -48,12 +47,6 @@ def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("bentoml")
     export_model(home, make_model(tmp_path_factory.mktemp("model") / "champion", 6))
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(bento_home: Path, log_dir: Path, **env_extra: str) -> tuple[subprocess.Popen, str]:

@@ -137,6 +137,19 @@ def test_training_twice_gives_equal_safetensors_bytes(tiny_bert, splits, tmp_pat
     assert digests[0] == digests[1]
 
 
+def test_saved_files_do_not_depend_on_offline_mode(tiny_bert, tmp_path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    meta = {"threshold": 0.5, "max_length": 16, "quantized": False, "n_classes": 2}
+    for offline in (True, False):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_bert, local_files_only=offline)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+        tt.save_transformer(model, tokenizer, tmp_path / str(offline), meta)
+    config = (tmp_path / "True" / "tokenizer_config.json").read_text()
+    assert "local_files_only" not in config
+    assert config == (tmp_path / "False" / "tokenizer_config.json").read_text()
+
+
 def test_early_stopping_stops(tiny_bert, splits) -> None:
     # lr 0 never improves validation F1 after the first epoch: patience 1 stops at epoch 2.
     result = tt.train(PARAMS | {"base_model": str(tiny_bert), "epochs": 6, "lr": 0.0}, *splits)
