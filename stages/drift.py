@@ -10,7 +10,7 @@ classifier (AUC on a held-out half, split by text, Mann-Whitney p-value). Window
 ``min_window`` report "insufficient data", never drift.
 
     python -m stages.drift                      # the DVC stage (held-out reviews + ood sets)
-    python -m stages.drift --current log.jsonl  # any CSV/Parquet/JSONL with a 'text' column
+    python -m stages.drift --current log.jsonl [--model DIR]  # CSV/Parquet/JSONL, 'text' column
 
 Exit status of the CLI: 0 no drift, 1 drift, 3 retrain (``retrain_after`` consecutive
 drifting windows), 2 bad input.
@@ -38,7 +38,7 @@ from sklearn.preprocessing import Normalizer
 from stages.common import atomic_path, load_params, read_split, write_json
 from stages.model_files import load_skops, save_skops
 from stages.predictor import Predictor, decide, load_predictor
-from stages.prepare import TEXT, quarantine_reasons, read_raw
+from stages.prepare import RATING, TEXT, quarantine_reasons, read_raw
 from stages.text import Tokenizer, clean_text
 
 REFERENCE_DIR = Path("drift/reference")
@@ -142,33 +142,41 @@ class Reference:
         )
 
 
-def raw_traffic(raw_csv: Path) -> list[str]:
-    """Every valid raw review, cleaned, repeats kept: reviews as traffic brings them.
+def raw_traffic(raw_csv: Path) -> pd.DataFrame:
+    """Every valid raw review (cleaned ``text``, ``rating``, ``month``), repeats kept:
+    reviews as traffic brings them.
 
     prepare keeps one row per distinct review ("Good" once); traffic repeats it hundreds
     of times, so drift compares windows with a sample of these rows, not of the splits.
     """
     raw = read_raw(raw_csv)
-    return raw.loc[quarantine_reasons(raw) == "", TEXT].map(clean_text).tolist()
+    valid = raw[quarantine_reasons(raw) == ""]
+    return pd.DataFrame(
+        {
+            "text": valid[TEXT].map(clean_text).tolist(),
+            "rating": valid[RATING].astype(int).tolist(),
+            "month": valid["Month"].tolist() if "Month" in valid else None,
+        }
+    )
 
 
 def build_reference(
     rows: list[str], predictor: Predictor, params: dict[str, Any], holdout: int
-) -> tuple[Reference, list[str]]:
+) -> tuple[Reference, np.ndarray]:
     """Reference artefacts from reviews at their natural multiplicity, and a held-out pool.
 
     A seeded row-level split of ``rows`` (not a split by distinct text: "Good" must reach
     every part in proportion, as it reaches every window of traffic) gives the reference
-    sample (``reference_size`` rows), ``holdout`` rows never used here (in-distribution
-    windows), and the rest, on which the vocabulary and the TF-IDF->SVD projection are
-    fitted: a frequent text is then known to both, a rare one to neither, as with new
+    sample (``reference_size`` rows), the indices of ``holdout`` rows never used here (for
+    in-distribution windows), and the rest, on which the vocabulary and the TF-IDF->SVD
+    projection are fitted: a frequent text is then known to both, a rare one to neither, as with new
     traffic. The champion's scores are those of the reference rows themselves.
     """
     rng = np.random.default_rng(params["seed"])
     order = rng.permutation(len(rows))
     size = min(params["reference_size"], len(rows) // 3)
     sample = [rows[i] for i in order[:size]]
-    held = [rows[i] for i in order[size : size + holdout]]
+    held = order[size : size + holdout]
     rest = [rows[i] for i in order[size + holdout :]]
     vocabulary = {token for text in rest for token in TOKENIZER(text)}
     projection = Pipeline(
@@ -381,14 +389,14 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
     with stage_run("drift"):
         predictor = load_predictor(CHAMPION_DIR)
-        reference, held = build_reference(
-            raw_traffic(RAW_REVIEWS), predictor, params, holdout=params["window_size"]
-        )
+        rows = raw_traffic(RAW_REVIEWS)["text"].tolist()
+        reference, held = build_reference(rows, predictor, params, params["holdout_rows"])
         reference.save(REFERENCE_DIR)
         detector = DriftDetector(reference, predictor, params)
         rng = np.random.default_rng(params["seed"])
         results = {}
-        current = {"held_out": held} | {n: read_split(p)[0] for n, p in OOD_SETS.items()}
+        held_out = [rows[i] for i in held]
+        current = {"held_out": held_out} | {n: read_split(p)[0] for n, p in OOD_SETS.items()}
         for name, texts in current.items():
             if len(texts) > params["window_size"]:
                 texts = [
@@ -406,13 +414,13 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def run_cli(current: Path, params: dict[str, Any], out: Path) -> int:
+def run_cli(current: Path, params: dict[str, Any], out: Path, model: Path = CHAMPION_DIR) -> int:
     try:
         texts = read_current(current)
     except ValueError as err:
         print(f"drift: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    detector = DriftDetector(Reference.load(REFERENCE_DIR), load_predictor(CHAMPION_DIR), params)
+    detector = DriftDetector(Reference.load(REFERENCE_DIR), load_predictor(model), params)
     size = params["window_size"]
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)] or [[]]
     if len(chunks) > 1 and len(chunks[-1]) < params["min_window"]:
@@ -434,13 +442,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Drift detection (stage, or --current FILE).")
     parser.add_argument("--current", type=Path, help="CSV/Parquet/JSONL with a 'text' column")
     parser.add_argument("--out", type=Path, default=Path("drift/current/report.json"))
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=CHAMPION_DIR,
+        help="model that scores the windows: the one that served them, e.g. the directory "
+        "`python -m stages.gate download --out DIR` writes (default: models/champion)",
+    )
     args = parser.parse_args()
     params = load_params("drift")
     if args.current is None:
         report = run_stage(params)
         print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
         return
-    sys.exit(run_cli(args.current, params, args.out))
+    sys.exit(run_cli(args.current, params, args.out, args.model))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ rules say. Every registry or store step it takes is undone if a later one fails.
     python -m stages.gate promote    # act on the decision (make run / make promote)
     python -m stages.gate rollback   # production <-> previous-production, re-exported
     python -m stages.gate export     # production model -> BentoML store (image builds)
+    python -m stages.gate download --out DIR   # production model directory (drift on traffic)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stages.behaviour import run_suite
-from stages.common import fail, load_params, read_split, write_json
+from stages.common import atomic_path, fail, load_params, read_split, write_json
 from stages.evaluate import dir_size_mb
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
@@ -231,6 +232,10 @@ def export_version(client: MlflowClient, params: dict, version: Any, extra: dict
         return export_to_bentoml(model_dir, params["bento_model"], number, digests, extra)
 
 
+class UndoError(RuntimeError):
+    """A step failed and some of the steps before it could not be undone."""
+
+
 class Steps:
     """Run registry/store steps; if one fails, undo the earlier ones in reverse order.
 
@@ -257,7 +262,7 @@ class Steps:
             except Exception as undo_error:
                 left.append(f"{what} ({undo_error})")
         if left:
-            raise RuntimeError(f"{error}; and could not undo: {'; '.join(left)}") from error
+            raise UndoError(f"{error}; and could not undo: {'; '.join(left)}") from error
 
 
 def restore_alias(client: MlflowClient, name: str, alias: str, before: Any) -> Callable[[], Any]:
@@ -372,6 +377,8 @@ def act(params: dict[str, Any]) -> str:
     configure()
     client = MlflowClient()
     name = params["registered_model"]
+    if not DECISION.is_file():
+        raise FileNotFoundError(f"{DECISION} is missing: run dvc repro first")
     record = json.loads(DECISION.read_text())
     candidate_md5 = dvc_md5(CANDIDATE_DIR)
     if candidate_md5 != record["candidate"]["model_md5"]:
@@ -444,8 +451,27 @@ def export_production(params: dict[str, Any]) -> str:
     return export_version(client, params, current, {})
 
 
-def run_command(command: str, params: dict[str, Any]) -> str:
+def download_production(params: dict[str, Any], out: Path) -> str:
+    """The registry's production model directory, checked against its sha256 record, to
+    ``out`` (e.g. for drift to score traffic with the model that served it)."""
+    configure()
+    client = MlflowClient()
+    name = params["registered_model"]
+    current = production_version(client, name)
+    if current is None:
+        raise SystemExit(f"download: {name} has no '{PRODUCTION}' alias")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, digests = download_version(client, name, str(current.version), Path(tmp))
+        verify_digests(model_dir, digests)
+        with atomic_path(out) as dest:
+            shutil.copytree(model_dir, dest)
+    return f"version {current.version} -> {out}"
+
+
+def run_command(command: str, params: dict[str, Any], out: Path) -> str:
     """Run one command; return the line that reports what it did."""
+    if command == "download":
+        return f"download: {download_production(params, out)}"
     if command == "promote":
         return f"promote: {act(params)}"
     if command == "rollback":
@@ -464,12 +490,16 @@ def run_command(command: str, params: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Promotion gate: decide (default), act, undo.")
     parser.add_argument(
-        "command", nargs="?", default="gate", choices=["gate", "promote", "rollback", "export"]
+        "command",
+        nargs="?",
+        default="gate",
+        choices=["gate", "promote", "rollback", "export", "download"],
     )
+    parser.add_argument("--out", type=Path, default=Path("models/production"), help="download")
     args = parser.parse_args()
     params = load_params("gate")
     try:
-        print(run_command(args.command, params))
+        print(run_command(args.command, params, args.out))
     except MlflowException as err:
         hint = (
             "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
@@ -477,7 +507,7 @@ def main() -> None:
             else ""
         )
         fail(f"{args.command}: registry {redact_uri(tracking_uri())}: {err.message}{hint}")
-    except (UntrustedModelError, FileNotFoundError) as err:
+    except (UntrustedModelError, FileNotFoundError, UndoError) as err:
         fail(f"{args.command}: {err}")
 
 

@@ -13,6 +13,7 @@ import argparse
 import os
 import socket
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import optuna
 import scipy.sparse as sp
 from mlflow.entities import Metric, Param, RunTag
+from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
@@ -208,6 +210,16 @@ def refit_best(study: optuna.Study, params: dict[str, Any]) -> Pipeline:
     )
 
 
+class SortedImportances(PedAnovaImportanceEvaluator):
+    """Optuna's default importances, ties ordered by name: Optuna orders them by iterating a
+    set of names, which changes with the process's string hashing, and with it the bytes
+    (and the DVC md5) of ``tune/plots``."""
+
+    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
+        found = super().evaluate(study, params=params, target=target)
+        return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
+
+
 def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     """Optimisation history and hyperparameter importance as PNG files."""
     import matplotlib
@@ -220,7 +232,7 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     paths = []
     plots = {
         "optimization_history": ovm.plot_optimization_history,
-        "param_importances": ovm.plot_param_importances,
+        "param_importances": partial(ovm.plot_param_importances, evaluator=SortedImportances()),
     }
     for name, plot in plots.items():
         ax = plot(study)

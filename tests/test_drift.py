@@ -46,14 +46,13 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     predictor = load_predictor(model_dir)
     # Reviews as traffic brings them: every raw row, repeats included.
-    reference, held = drift.build_reference(
-        drift.raw_traffic(raw_csv), predictor, PARAMS, holdout=2500
-    )
+    rows = drift.raw_traffic(raw_csv)["text"].tolist()
+    reference, held = drift.build_reference(rows, predictor, PARAMS, holdout=2500)
     imdb = read_ood(SHARED / "datasets" / "uci_sentiment_sentences" / "imdb_labelled.txt", "binary")
     return {
         "detector": drift.DriftDetector(reference, predictor, PARAMS),
         "reference": reference,
-        "held": held,
+        "held": [rows[i] for i in held],
         "imdb": imdb["text"].tolist(),
     }
 

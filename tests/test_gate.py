@@ -236,6 +236,9 @@ def test_decide_then_act(registry: Registry) -> None:
     assert served_version() == "1"
     gate.export_production(params)  # image builds export what the registry calls production
     assert served_version() == "1"
+    # drift scores traffic with the model that served it: production's checked files
+    assert gate.download_production(params, Path("production")) == "version 1 -> production"
+    assert file_digests(Path("production")) == recorded
 
 
 def test_a_decision_is_acted_on_when_dvc_skips_the_gate(
@@ -347,7 +350,7 @@ def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
     n_bentos = len(registry.state()[2])
     fail_at("production", monkeypatch)
     monkeypatch.setattr(MlflowClient, "delete_model_version", lambda *a: 1 / 0)  # registry down
-    with pytest.raises(RuntimeError, match=r"could not undo: version 3 \(division by zero\)"):
+    with pytest.raises(gate.UndoError, match=r"could not undo: version 3 \(division by zero\)"):
         gate.act(registry.params)
     assert len(registry.state()[2]) == n_bentos  # the local store was still cleaned up
 

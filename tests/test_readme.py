@@ -12,7 +12,8 @@ import subprocess
 
 import yaml
 
-from tests.conftest import REPO
+from stages.drift import raw_traffic
+from tests.conftest import REPO, SHARED
 
 README = " ".join((REPO / "README.md").read_text().split())  # line breaks as spaces
 TIMING_FACTOR = 1.5
@@ -91,6 +92,12 @@ def test_champion_figures() -> None:
 def test_drift_figures() -> None:
     status = {name: result["status"] for name, result in committed("drift/report.json").items()}
     assert status == dict.fromkeys(["ood_amazon", "ood_imdb", "ood_yelp"], "drift") | {
-        "test": "no drift"
+        "held_out": "no drift"
     }
-    assert "test: no drift; amazon/imdb/yelp: drift |" in README
+    assert "held_out: no drift; amazon/imdb/yelp: drift |" in README
+
+
+def test_traffic_figures() -> None:
+    traffic = raw_traffic(SHARED / "datasets" / "flipkart_reviews" / "reviews.csv")
+    stated = f"the raw file's {len(traffic):,} valid reviews hold {traffic['text'].nunique():,}"
+    assert stated in README

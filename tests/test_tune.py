@@ -169,3 +169,27 @@ def test_tune_params_invalidate_tune_but_not_prepare(pipeline_copy: Path) -> Non
         params_file.write_text(original)
     assert "tune" in status
     assert "prepare" not in status and "featurize" not in status
+
+
+def test_plots_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    """tune/plots is a cached DVC output: importances that tie (two unused params at 0) must
+    not be ordered by the process's string hashing, or its md5 changes between runs."""
+    code = """
+import sys, optuna
+from pathlib import Path
+from stages.tune import save_plots
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+def objective(t):
+    family = t.suggest_categorical("classifier", ["logreg", "svc", "sgd"])
+    if family == "sgd":
+        return 0.6 + 0.3 * (t.suggest_float("sgd_alpha", 1e-6, 1e-1, log=True) > 1e-3)
+    return 0.7 + 1e-4 * t.suggest_float(f"{family}_C", 1e-3, 10, log=True)
+study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+study.optimize(objective, 60)
+save_plots(study, Path(sys.argv[1]))
+"""
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / seed)], env=env, check=True)
+    for name in ("optimization_history.png", "param_importances.png"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
