@@ -108,12 +108,15 @@ def test_featurize_twice_gives_byte_identical_outputs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_param_changed_and_changed_back_reruns_nothing(pipeline_copy: Path) -> None:
-    """min_df 1 -> 2 re-runs featurize; back to 1 restores its outputs from DVC's run cache."""
+    """min_df 1 -> 3 re-runs featurize; back to 1 restores its outputs from DVC's run cache.
+
+    (3, not 2: test_tracking's experiment sets 2 and must find no run-cache entry for it.)
+    """
     params = pipeline_copy / "params.yaml"
     original = params.read_text()
     assert "  min_df: 1\n" in original
     try:
-        params.write_text(original.replace("  min_df: 1\n", "  min_df: 2\n"))
+        params.write_text(original.replace("  min_df: 1\n", "  min_df: 3\n"))
         assert "Running stage 'featurize'" in sh(pipeline_copy, "dvc", "repro", "featurize").stdout
     finally:
         params.write_text(original)
