@@ -124,7 +124,7 @@ def drift_lines(report: dict) -> list[str]:
 
 def params_lines(root: Path, base: str) -> list[str]:
     with Repo(str(root)) as repo:
-        diff = repo.params.diff(a_rev=base)["diff"]
+        diff = repo.params.diff(a_rev=base).get("diff", {})  # {} when nothing changed
     changed = [
         (f"{path}: {key}" if path != "params.yaml" else key, v.get("old"), v.get("new"))
         for path, keys in diff.items()

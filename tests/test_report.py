@@ -98,3 +98,6 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     assert "![confusion_transformer](eval/plots/png/confusion_transformer.png)" in report
     assert "![roc](eval/plots/png/roc.png)" in report
     assert "| data/raw/reviews.csv | `aaa` | `aaa` |" in report
+
+    unchanged = build_report(root, "HEAD")  # a code-only pull request: no param changed
+    assert "No params changed." in unchanged
