@@ -297,6 +297,11 @@ def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_versio
     return {"version": str(version.version), "bento_tag": bento_tag}
 
 
+def without_predictions(assessment: dict[str, Any]) -> dict[str, Any]:
+    """What the decision records of an assessment: all but the per-row predictions."""
+    return {k: v for k, v in assessment.items() if k != "predicted"}
+
+
 def decision_for(client: MlflowClient, params: dict[str, Any]) -> dict[str, Any]:
     """Score the candidate and the registry's production on the test split and decide."""
     texts, labels = read_split(TEST_SPLIT)
@@ -316,21 +321,20 @@ def decision_for(client: MlflowClient, params: dict[str, Any]) -> dict[str, Any]
         )
     decision = decide(candidate, production, comparison, params)
     data_md5 = {str(TEST_SPLIT): dvc_md5(TEST_SPLIT), str(CANDIDATE_DIR): dvc_md5(CANDIDATE_DIR)}
-    strip = {"predicted"}
     return {
         **decision,
         "comparison": comparison,
         "candidate": {
             "name": read_meta(CANDIDATE_DIR).get("candidate"),
             "model_md5": data_md5[str(CANDIDATE_DIR)],
-            **{k: v for k, v in candidate.items() if k not in strip},
+            **without_predictions(candidate),
         },
         "production": None
         if current is None
         else {
             "version": str(current.version),
             "model_md5": current.tags.get(MODEL_MD5_TAG),
-            **{k: v for k, v in production.items() if k not in strip},
+            **without_predictions(production),
         },
         "data_md5": data_md5,
         "params_hash": params_hash(params),
@@ -437,30 +441,32 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def export_production(params: dict[str, Any]) -> str:
-    """Put the registry's production model into the BentoML store (image builds, CI)."""
+def required_production(params: dict[str, Any], command: str) -> tuple[MlflowClient, Any]:
+    """The registry client and its production version; exit with one line if there is none."""
     configure()
     client = MlflowClient()
     name = params["registered_model"]
     current = production_version(client, name)
     if current is None:
         raise SystemExit(
-            f"export: {name} has no '{PRODUCTION}' alias in registry "
+            f"{command}: {name} has no '{PRODUCTION}' alias in registry "
             f"{redact_uri(tracking_uri())}: promote a model first, or set MLFLOW_TRACKING_URI"
         )
+    return client, current
+
+
+def export_production(params: dict[str, Any]) -> str:
+    """Put the registry's production model into the BentoML store (image builds, CI)."""
+    client, current = required_production(params, "export")
     return export_version(client, params, current, {})
 
 
 def download_production(params: dict[str, Any], out: Path) -> str:
     """The registry's production model directory, checked against its sha256 record, to
     ``out`` (e.g. for drift to score traffic with the model that served it)."""
-    configure()
-    client = MlflowClient()
-    name = params["registered_model"]
-    current = production_version(client, name)
-    if current is None:
-        raise SystemExit(f"download: {name} has no '{PRODUCTION}' alias")
+    client, current = required_production(params, "download")
     with tempfile.TemporaryDirectory() as tmp:
+        name = params["registered_model"]
         model_dir, digests = download_version(client, name, str(current.version), Path(tmp))
         verify_digests(model_dir, digests)
         with atomic_path(out) as dest:

@@ -309,35 +309,36 @@ def two_versions(registry: Registry) -> None:
     assert gate.run_stage(registry.params)["promote"]
 
 
+def assert_failure_changes_nothing(
+    registry: Registry, step: str, command, monkeypatch: pytest.MonkeyPatch
+) -> tuple:
+    """Two versions in place, ``command`` failing at ``step``: the state is as before."""
+    two_versions(registry)
+    before = registry.state()
+    with monkeypatch.context() as patch:
+        fail_at(step, patch)
+        with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
+            command(registry.params)
+    gate.configure()
+    assert registry.state() == before
+    return before
+
+
 @pytest.mark.parametrize(
     "step", ["log_model", "register", "export", "previous-production", "production", "unreachable"]
 )
 def test_a_failed_promotion_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    two_versions(registry)
-    before = registry.state()
+    before = assert_failure_changes_nothing(registry, step, gate.act, monkeypatch)
     assert before[1] == {"production": "2", "previous-production": "1"}
-    with monkeypatch.context() as patch:
-        fail_at(step, patch)
-        with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
-            gate.act(registry.params)
-    gate.configure()
-    assert registry.state() == before
 
 
 @pytest.mark.parametrize("step", ["export", "production", "previous-production", "unreachable"])
 def test_a_failed_rollback_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    two_versions(registry)
-    before = registry.state()
-    with monkeypatch.context() as patch:
-        fail_at(step, patch)
-        with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
-            gate.rollback(registry.params)
-    gate.configure()
-    assert registry.state() == before
+    assert_failure_changes_nothing(registry, step, gate.rollback, monkeypatch)
 
 
 def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
