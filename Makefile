@@ -24,7 +24,7 @@ $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
 
 ## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise
 run: $(VENV)/.installed
-	$(BIN)/dvc pull --allow-missing
+	$(BIN)/dvc pull --allow-missing --quiet
 	$(BIN)/dvc repro
 	$(BIN)/python -m stages.gate promote
 	$(BIN)/python -m stages.summary

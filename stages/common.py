@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,13 +27,28 @@ LABEL_NAMES = {
 }
 
 
+class ParamsError(ValueError):
+    """params.yaml lacks what a stage needs."""
+
+
+class Params(dict):
+    """One params.yaml section; a missing key is named with its file and section."""
+
+    def __init__(self, values: dict[str, Any], where: str) -> None:
+        super().__init__(values)
+        self.where = where
+
+    def __missing__(self, key: str) -> Any:
+        raise ParamsError(f"{self.where}: no '{key}' (see the README's params.yaml)")
+
+
 def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """Return one section of params.yaml: a stage reads only the keys it declares."""
     with open(path, encoding="utf-8") as fh:
         params = yaml.safe_load(fh) or {}
-    if section not in params:
-        raise KeyError(f"{path}: no '{section}:' section")
-    return params[section]
+    if not isinstance(params.get(section), dict):
+        raise ParamsError(f"{path}: no '{section}:' section")
+    return Params(params[section], f"{path}: {section}")
 
 
 def fail(message: str) -> NoReturn:
@@ -44,6 +60,42 @@ def fail(message: str) -> NoReturn:
     if os.environ.get("SENTIMENT_DEBUG") and sys.exc_info()[1] is not None:
         raise  # the error being handled by the caller, with its traceback
     raise SystemExit(" ".join(message.split()))
+
+
+def entry_point(main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` as a command: a failure ends as one line on stderr naming what
+    is wrong, and exit status 1. ``--debug`` (or ``SENTIMENT_DEBUG=1``) shows the traceback.
+    """
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+        os.environ["SENTIMENT_DEBUG"] = "1"
+    quiet_logs()
+    command = Path(sys.argv[0]).stem
+    try:
+        main()
+    except Exception as err:  # every failure becomes one line (or, asked for, a traceback)
+        fail(f"{command}: {describe(err)}")
+
+
+def quiet_logs() -> None:
+    """Logs a person can read: progress bars only on a terminal (tqdm reads ``TQDM_DISABLE``;
+    the stages print one line per epoch or step instead), and no INFO lines from MLflow
+    creating its SQLite tables on a first run."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+
+
+def describe(err: Exception) -> str:
+    """An error as one readable phrase: expected kinds by their message, others by type."""
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename}: no such file"
+    message = getattr(err, "message", None) or str(err)  # MlflowException keeps .message
+    if isinstance(err, ValueError | OSError | RuntimeError) or type(err).__module__.startswith(
+        ("mlflow", "bentoml")
+    ):
+        return message
+    return f"{type(err).__name__}: {message} (--debug shows the traceback)"
 
 
 def require_binary(labels: Any, stage: str) -> None:

@@ -35,7 +35,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
-from stages.common import atomic_path, load_params, read_split, write_json
+from stages.common import atomic_path, entry_point, load_params, read_split, write_json
 from stages.model_files import load_skops, save_skops
 from stages.predictor import Predictor, decide, load_predictor
 from stages.prepare import RATING, TEXT, quarantine_reasons, read_raw
@@ -459,4 +459,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -33,6 +33,7 @@ from stages.behaviour import run_suite
 from stages.common import (
     LABEL_NAMES,
     atomic_path,
+    entry_point,
     load_params,
     read_split,
     require_binary,
@@ -280,4 +281,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

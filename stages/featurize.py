@@ -13,7 +13,14 @@ from sklearn.base import TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from stages.common import atomic_path, deterministic_zip, load_params, read_split, write_json
+from stages.common import (
+    atomic_path,
+    deterministic_zip,
+    entry_point,
+    load_params,
+    read_split,
+    write_json,
+)
 from stages.model_files import save_skops
 from stages.text import Tokenizer
 from stages.tracking import stage_run
@@ -107,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stages.behaviour import run_suite
-from stages.common import atomic_path, fail, load_params, read_split, write_json
+from stages.common import atomic_path, entry_point, fail, load_params, read_split, write_json
 from stages.evaluate import dir_size_mb
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
@@ -518,4 +518,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

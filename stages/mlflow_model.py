@@ -6,6 +6,7 @@ the directory, so a registered model scores through the same predictor code as t
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,14 @@ def log_model(model_dir: str | Path, name: str = "model") -> Any:
         inputs=Schema([ColSpec("string", "text")]),
         outputs=Schema([ColSpec("long", "label"), ColSpec("double", "score")]),
     )
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(REPO_ROOT / "stages" / "mlflow_pyfunc.py"),
-        artifacts={"model_dir": str(model_dir)},
-        code_paths=[str(REPO_ROOT / "stages")],
-        pip_requirements=pinned_requirements(),
-        signature=signature,
-    )
+    with warnings.catch_warnings():
+        # MLflow asks for an input example to infer a signature; this one is explicit.
+        warnings.filterwarnings("ignore", message=r".*An input example was not provided")
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(REPO_ROOT / "stages" / "mlflow_pyfunc.py"),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(REPO_ROOT / "stages")],
+            pip_requirements=pinned_requirements(),
+            signature=signature,
+        )

@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from stages.common import load_params, write_json, write_parquet
+from stages.common import entry_point, load_params, write_json, write_parquet
 from stages.text import clean_text
 from stages.tracking import stage_run
 
@@ -46,15 +46,30 @@ def map_labels(ratings: pd.Series, scheme: str) -> pd.Series:
     raise ValueError(f"prepare.label_scheme must be 'binary' or 'ternary', got {scheme!r}")
 
 
+def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures name the file and what is wrong with it."""
+    if not Path(path).is_file():
+        raise DataValidationError(f"{path}: no such file (dvc pull fetches the raw data)")
+    try:
+        return pd.read_csv(path, **options)
+    except pd.errors.EmptyDataError as err:
+        raise DataValidationError(f"{path}: empty file") from err
+    except UnicodeDecodeError as err:
+        raise DataValidationError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start : err.end]!r})"
+        ) from err
+    except (OSError, pd.errors.ParserError) as err:
+        raise DataValidationError(f"{path}: cannot read CSV: {err}") from err
+
+
 def read_raw(path: str | Path) -> pd.DataFrame:
     """Read the raw reviews CSV, failing with the file and column named."""
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataValidationError(f"{path}: cannot read CSV: {err}") from err
+    df = read_csv(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise DataValidationError(f"{path}: missing required column(s) {missing}")
+    if df.empty:
+        raise DataValidationError(f"{path}: a header but no reviews")
     return df.drop(columns=[c for c in PERSONAL_COLUMNS if c in df.columns])
 
 
@@ -146,7 +161,7 @@ def to_prepared(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
 
 def read_ood(path: str | Path, scheme: str) -> pd.DataFrame:
     """An out-of-domain UCI file (``sentence<TAB>label``), cleaned like the main data."""
-    df = pd.read_csv(path, sep="\t", header=None, names=["text", "label"], quoting=csv.QUOTE_NONE)
+    df = read_csv(path, sep="\t", header=None, names=["text", "label"], quoting=csv.QUOTE_NONE)
     if df["label"].isna().any() or not df["label"].isin([0, 1]).all():
         raise DataValidationError(f"{path}: column 'label' must be 0 or 1 on every line")
     df["text"] = df["text"].astype(str).map(clean_text)
@@ -182,15 +197,15 @@ def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any])
     splits = split_rows(kept, kept[TEXT].map(clean_text), params)
 
     prepared = {name: to_prepared(part, scheme) for name, part in splits.items()}
+    ood = {name: read_ood(ood_dir / filename, scheme) for name, filename in OOD_FILES.items()}
+    # Every input is read and valid: only now is anything written.
     for name, part in prepared.items():
         write_parquet(out_dir / f"{name}.parquet", part)
     quarantine_out = quarantined.astype({c: "string" for c in quarantined.columns})
     write_parquet(out_dir / "quarantine.parquet", quarantine_out)
-    ood_rows = {}
-    for name, filename in OOD_FILES.items():
-        ood = read_ood(ood_dir / filename, scheme)
-        write_parquet(out_dir / "ood" / f"{name}.parquet", ood)
-        ood_rows[name] = len(ood)
+    for name, frame in ood.items():
+        write_parquet(out_dir / "ood" / f"{name}.parquet", frame)
+    ood_rows = {name: len(frame) for name, frame in ood.items()}
 
     train_texts = set(prepared["train"]["text"])
     return {
@@ -233,4 +248,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -17,7 +17,7 @@ import dvc.api
 import yaml
 from dvc.repo import Repo
 
-from stages.common import REPO_ROOT, atomic_path
+from stages.common import REPO_ROOT, atomic_path, entry_point
 
 CANDIDATES = ("classical", "transformer", "ensemble")
 PLOTS = (
@@ -191,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from stages.common import REPO_ROOT
+from stages.common import REPO_ROOT, entry_point
 from stages.tracking import redact_uri, tracking_uri
 
 
@@ -67,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

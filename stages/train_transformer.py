@@ -17,6 +17,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+import transformers
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 from transformers import (
@@ -28,7 +29,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from stages.common import LABEL_NAMES, atomic_path, load_params, read_split, write_json
+from stages.common import LABEL_NAMES, atomic_path, entry_point, load_params, read_split, write_json
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
 from stages.predictor import best_threshold, decide
@@ -93,12 +94,19 @@ def train(
 
     base = base_model_dir(params["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=n_classes,
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-    ).to(device)
+    # The encoder comes without a classification head; transformers' load report (a
+    # warning) lists it as newly initialized, which is what fine-tuning starts from.
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            num_labels=n_classes,
+            id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
+        ).to(device)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
 
     encoded = tokenizer(texts, truncation=True, max_length=params["max_length"])
     features = [
@@ -149,6 +157,10 @@ def train(
         val_f1 = macro_f1(val_labels, proba.argmax(axis=1))
         history.append(
             {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_macro_f1": val_f1}
+        )
+        progress.write(
+            f"train_transformer: epoch {epoch}/{params['epochs']}: train loss "
+            f"{history[-1]['train_loss']:.4f}, val macro-F1 {val_f1:.4f}"
         )
         if on_epoch is not None:
             on_epoch(history[-1])
@@ -274,4 +286,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

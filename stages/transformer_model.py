@@ -9,6 +9,7 @@ copy of the model.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,11 @@ def quantize(model: torch.nn.Module) -> torch.nn.Module:
     """int8 dynamic quantization of the Linear layers (CPU inference)."""
     from torch.ao.quantization import quantize_dynamic
 
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        # torch deprecates its quantized tensors in favour of torchao, but still supports
+        # them; the warning repeats for every layer.
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def length_batches(

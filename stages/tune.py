@@ -13,6 +13,7 @@ import argparse
 import os
 import socket
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
@@ -33,7 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
-from stages.common import atomic_path, load_params, write_json
+from stages.common import atomic_path, entry_point, load_params, write_json
 from stages.metrics import macro_f1
 from stages.model_files import load_skops
 from stages.predictor import best_threshold, decide, save_classical
@@ -91,6 +93,14 @@ def study_name(params: dict[str, Any], features_md5: str, code: str) -> str:
     return f"tune-{params_hash({'features': features_md5, 'code': code, **search})}"
 
 
+def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMixin:
+    """``model.fit`` without ConvergenceWarning: a trial's small C or alpha may stop at
+    max_iter; it then scores lower, which the search sees (the warning adds nothing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return model.fit(x, y)
+
+
 def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
     """k-fold macro-F1 objective reporting the running mean after each fold to the pruner."""
     folds = list(
@@ -103,7 +113,7 @@ def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
         scores: list[float] = []
         start = time.perf_counter()
         for step, (fit_idx, val_idx) in enumerate(folds):
-            model = clone(classifier).fit(x[fit_idx], y[fit_idx])
+            model = fit(clone(classifier), x[fit_idx], y[fit_idx])
             scores.append(macro_f1(y[val_idx], model.predict(x[val_idx])))
             trial.report(float(np.mean(scores)), step)
             trial.set_user_attr("fit_seconds", time.perf_counter() - start)
@@ -204,7 +214,7 @@ def refit_best(study: optuna.Study, params: dict[str, Any]) -> Pipeline:
         optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
     )
     classifier = with_probabilities(classifier, params["cv_folds"], params["seed"])
-    classifier.fit(x, y)
+    fit(classifier, x, y)
     return Pipeline(
         [("features", load_skops(FEATURES / "vectorizer.skops")), ("classifier", classifier)]
     )
@@ -235,7 +245,10 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
         "param_importances": partial(ovm.plot_param_importances, evaluator=SortedImportances()),
     }
     for name, plot in plots.items():
-        ax = plot(study)
+        with warnings.catch_warnings():
+            # Optuna marks its matplotlib plots experimental; their output is pinned here.
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            ax = plot(study)
         path = out_dir / f"{name}.png"
         ax.figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(ax.figure)
@@ -338,4 +351,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +15,7 @@ import pytest
 import yaml
 from sklearn.model_selection import train_test_split
 
+from stages.common import entry_point
 from stages.prepare import (
     OOD_FILES,
     PERSONAL_COLUMNS,
@@ -23,7 +28,9 @@ from stages.prepare import (
     prepare,
     read_raw,
 )
+from stages.prepare import main as prepare_main
 from stages.text import clean_text
+from tests.conftest import REPO
 
 PARAMS = {
     "label_scheme": "binary",
@@ -85,7 +92,7 @@ def test_unreadable_file_names_file(tmp_path: Path) -> None:
     path.write_bytes(b'"Review text",Ratings\n"unterminated,5\n')
     with pytest.raises(DataValidationError, match=r"reviews\.csv: cannot read"):
         read_raw(path)
-    with pytest.raises(DataValidationError, match="cannot read"):
+    with pytest.raises(DataValidationError, match=r"absent\.csv: no such file"):
         read_raw(tmp_path / "absent.csv")
 
 
@@ -143,6 +150,87 @@ def test_malformed_ood_file_is_named(tmp_path: Path) -> None:
     raw = write_raw(tmp_path / "reviews.csv")
     with pytest.raises(DataValidationError, match=r"imdb_labelled\.txt.*'label'"):
         prepare(raw, ood, tmp_path / "out", PARAMS)
+
+
+def damage(raw: Path, ood: Path, params: dict, case: str) -> None:
+    """Break one input of a prepare run the way a newcomer might."""
+    if case == "empty file":
+        raw.write_bytes(b"")
+    elif case == "header only":
+        raw.write_text("Reviewer Name,Review text,Ratings\n")
+    elif case == "missing column":
+        pd.read_csv(raw).drop(columns=[RATING]).to_csv(raw, index=False)
+    elif case == "undecodable bytes":
+        raw.write_bytes(raw.read_bytes().replace(b"good", b"g\xff\xfeod", 1))
+    elif case == "all ratings invalid":
+        pd.read_csv(raw).assign(Ratings="five").to_csv(raw, index=False)
+    elif case == "missing out-of-domain file":
+        (ood / OOD_FILES["yelp"]).unlink()
+    elif case == "unknown label scheme":
+        params["label_scheme"] = "five-star"
+
+
+def damaged_project(root: Path, case: str) -> Path:
+    """A project directory whose prepare inputs are broken by ``case``, with an earlier
+    run's output in place; returns that output."""
+    raw_dir = root / "data" / "raw"
+    raw_dir.mkdir(parents=True)
+    write_ood(raw_dir)
+    raw = write_raw(raw_dir / "reviews.csv")
+    params = dict(PARAMS)
+    damage(raw, raw_dir, params, case)
+    (root / "params.yaml").write_text(yaml.safe_dump({"prepare": params}))
+    (root / "dvc.yaml").write_bytes((REPO / "dvc.yaml").read_bytes())
+    earlier = root / "data" / "prepared" / "train.parquet"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"earlier run")
+    return earlier
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty file", r"reviews\.csv: empty file"),
+        ("header only", r"reviews\.csv: a header but no reviews"),
+        ("missing column", r"reviews\.csv: missing required column\(s\) \['Ratings'\]"),
+        ("undecodable bytes", r"reviews\.csv: not UTF-8 text \(byte \d+: b'\\xff'\)"),
+        ("all ratings invalid", r"reviews\.csv: 100\.0% of rows quarantined \({'bad_rating': 60}"),
+        ("missing out-of-domain file", r"yelp_labelled\.txt: no such file"),
+        ("unknown label scheme", r"prepare\.label_scheme must be 'binary' or 'ternary'"),
+    ],
+)
+def test_a_damaged_input_fails_in_one_line_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, message: str
+) -> None:
+    earlier = damaged_project(tmp_path, case)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(REPO / "stages" / "prepare.py")])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("SENTIMENT_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        entry_point(prepare_main)
+    line = str(exit_.value.code)
+    assert "\n" not in line and line.startswith("prepare: ")
+    assert re.search(message, line), line
+    assert earlier.read_bytes() == b"earlier run"
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["train.parquet"]
+
+
+def test_the_command_prints_one_line_and_a_traceback_only_when_asked(tmp_path: Path) -> None:
+    damaged_project(tmp_path, "empty file")
+    env = os.environ | {
+        "PYTHONPATH": str(REPO),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    env.pop("SENTIMENT_DEBUG", None)
+    command = [sys.executable, "-m", "stages.prepare"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (1, "prepare: data/raw/reviews.csv: empty file\n")
+    debug = subprocess.run(
+        [*command, "--debug"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "EmptyDataError" in debug.stderr
 
 
 def test_appended_texts_follow_earlier_rows_else_their_hash() -> None:

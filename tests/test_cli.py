@@ -1,0 +1,40 @@
+"""Every stage command fails as one line naming what is wrong (a traceback only on request)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.common import entry_point, load_params
+from tests.conftest import REPO
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_stage_command_fails_in_one_line(
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run in a directory without params.yaml, each stage's command names the file."""
+    module = importlib.import_module(f"stages.{stage}")
+    assert "entry_point(main)" in Path(module.__file__).read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [module.__file__])
+    monkeypatch.delenv("SENTIMENT_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        entry_point(module.main)
+    assert exit_.value.code == f"{stage}: params.yaml: no such file"
+
+
+def test_a_missing_param_is_named_with_its_file_and_section(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare:\n  seed: 1\n")
+    params = load_params("prepare", path)
+    with pytest.raises(ValueError, match=r"params\.yaml: prepare: no 'label_scheme'"):
+        params["label_scheme"]
+    with pytest.raises(ValueError, match=r"params\.yaml: no 'tune:' section"):
+        load_params("tune", path)
