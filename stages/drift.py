@@ -406,6 +406,8 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         write_report(results, OUT_DIR)
         report = {name: summary(r) for name, r in results.items()}
         write_json(OUT_DIR / "report.json", report)
+        verdicts = {name: result["status"] for name, result in report.items()}
+        write_json(OUT_DIR / "verdicts.json", {"drift": verdicts})  # the headline
         mlflow.log_metrics(
             {f"{name}.drift_detected": int(r["drift_detected"]) for name, r in results.items()}
         )

@@ -53,6 +53,8 @@ from stages.predictor import (
 from stages.tracking import log_numeric_metrics, stage_run
 
 MODELS = {"classical": Path("models/classical"), "transformer": Path("models/transformer")}
+CANDIDATES = (*MODELS, "ensemble")
+PR_PLOTS = {1: "pr", 0: "pr_negative"}  # precision-recall data per class, under eval/plots
 SPLITS = {
     "val": Path("data/prepared/val.parquet"),
     "test": Path("data/prepared/test.parquet"),
@@ -81,6 +83,9 @@ def score(y: list[int], proba: np.ndarray, threshold: float | None, params: dict
         },
         "roc_auc": round(float(roc_auc_score(y, proba[:, 1])), 4),
         "pr_auc": round(float(average_precision_score(y, proba[:, 1])), 4),
+        "pr_auc_negative": round(
+            float(average_precision_score(np.asarray(y) == 0, proba[:, 0])), 4
+        ),
         "brier": round(float(brier_score_loss(y, proba[:, 1])), 4),
         "ece": round(expected_calibration_error(np.asarray(y), proba), 4),
     }
@@ -110,6 +115,35 @@ def slices(texts: list[str], y: list[int], pred: np.ndarray) -> dict[str, float]
     }
 
 
+def pr_points(y: list[int], proba: np.ndarray, label: int) -> list[dict[str, float]]:
+    """The precision-recall curve of class ``label`` (scored by its own probability)."""
+    precision, recall, _ = precision_recall_curve(np.asarray(y) == label, proba[:, label])
+    return [
+        {"recall": round(float(r), 4), "precision": round(float(p), 4)}
+        for r, p in zip(recall, precision, strict=True)
+    ]
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures ``dvc exp show`` and ``dvc metrics show`` list (the rest stays in
+    ``eval/metrics.json``): the champion with its test CI, every candidate's val and test."""
+    champion = metrics["champion"]
+    low, high = metrics[champion["name"]]["test"]["macro_f1_ci"]
+    return {
+        "champion": {
+            "name": champion["name"],
+            "val_macro_f1": champion["val"]["macro_f1"],
+            "test_macro_f1": champion["test"]["macro_f1"],
+            "test_ci_low": low,
+            "test_ci_high": high,
+        },
+        **{
+            f"{split}_macro_f1": {n: metrics[n][split]["macro_f1"] for n in CANDIDATES}
+            for split in ("val", "test")
+        },
+    }
+
+
 def write_plots(y: list[int], probas: dict[str, np.ndarray], thresholds: dict, out: Path) -> None:
     """ROC, PR and confusion data for ``dvc plots`` and the same plots as PNG files."""
     import matplotlib
@@ -122,6 +156,7 @@ def write_plots(y: list[int], probas: dict[str, np.ndarray], thresholds: dict, o
     png.mkdir(parents=True, exist_ok=True)
     roc_ax = plt.subplots(figsize=(5, 4))[1]
     pr_ax = plt.subplots(figsize=(5, 4))[1]
+    pr_negative_ax = plt.subplots(figsize=(5, 4))[1]
     for name, proba in probas.items():
         fpr, tpr, _ = roc_curve(y, proba[:, 1])
         write_json(
@@ -131,14 +166,8 @@ def write_plots(y: list[int], probas: dict[str, np.ndarray], thresholds: dict, o
                 for a, b in zip(fpr, tpr, strict=True)
             ],
         )
-        precision, recall, _ = precision_recall_curve(y, proba[:, 1])
-        write_json(
-            out / "pr" / f"{name}.json",
-            [
-                {"recall": round(float(r), 4), "precision": round(float(p), 4)}
-                for r, p in zip(recall, precision, strict=True)
-            ],
-        )
+        for label in (1, 0):  # positive, and the minority class where models differ
+            write_json(out / PR_PLOTS[label] / f"{name}.json", pr_points(y, proba, label))
         pred = decide(proba, thresholds[name])
         write_json(
             out / "confusion" / f"{name}.json",
@@ -146,15 +175,22 @@ def write_plots(y: list[int], probas: dict[str, np.ndarray], thresholds: dict, o
         )
         RocCurveDisplay.from_predictions(y, proba[:, 1], name=name, ax=roc_ax)
         PrecisionRecallDisplay.from_predictions(y, proba[:, 1], name=name, ax=pr_ax)
+        PrecisionRecallDisplay.from_predictions(
+            np.asarray(y) == 0, proba[:, 0], name=name, ax=pr_negative_ax
+        )
         display = ConfusionMatrixDisplay.from_predictions(
             y, pred, display_labels=names, colorbar=False
         )
         display.ax_.set_title(f"{name} (test)")
         display.figure_.savefig(png / f"confusion_{name}.png", dpi=90, bbox_inches="tight")
         plt.close(display.figure_)
-    for ax, title in ((roc_ax, "roc"), (pr_ax, "pr")):
-        ax.set_title(f"{title.upper()} on test")
-        ax.figure.savefig(png / f"{title}.png", dpi=90, bbox_inches="tight")
+    for ax, title, file in (
+        (roc_ax, "ROC", "roc"),
+        (pr_ax, "PR (positive)", "pr"),
+        (pr_negative_ax, "PR (negative)", "pr_negative"),
+    ):
+        ax.set_title(f"{title} on test")
+        ax.figure.savefig(png / f"{file}.png", dpi=90, bbox_inches="tight")
         plt.close(ax.figure)
 
 
@@ -265,6 +301,7 @@ def main() -> None:
         write_plots(test["y"], test["probas"], test["thresholds"], OUT_DIR / "plots")
         export_champion(metrics["champion"]["name"], test["thresholds"], CHAMPION_DIR)
         write_json(OUT_DIR / "metrics.json", metrics)
+        write_json(OUT_DIR / "headline.json", headline(metrics))
         log_numeric_metrics(metrics)
         mlflow.set_tag("champion", metrics["champion"]["name"])
         mlflow.log_artifacts(str(OUT_DIR / "plots" / "png"), "plots")

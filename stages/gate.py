@@ -52,6 +52,7 @@ from stages.tracking import (
 CANDIDATE_DIR = Path("models/champion")
 TEST_SPLIT = Path("data/prepared/test.parquet")
 DECISION = Path("gate/decision.json")
+VERDICT = Path("gate/verdict.json")  # its headline, declared as DVC metrics
 PRODUCTION, PREVIOUS = "production", "previous-production"
 AUTH_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")  # MLflow error codes: never fall back
 DIGESTS_TAG = "model.sha256"  # registry version tag: {relative path: sha256} of its files
@@ -341,11 +342,23 @@ def decision_for(client: MlflowClient, params: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def verdict(record: dict[str, Any]) -> dict[str, Any]:
+    """The decision's headline for ``dvc exp show``: promote or not, against what."""
+    production = record["production"]
+    return {
+        "gate": {
+            "promote": record["promote"],
+            "against": f"version {production['version']}" if production else "none",
+        }
+    }
+
+
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     """The DVC stage: decide and record; the registry and the store are only read."""
     with stage_run("gate"):
         record = decision_for(MlflowClient(), params)
         write_json(DECISION, record)
+        write_json(VERDICT, verdict(record))
         mlflow.log_metrics(
             {
                 "promote": int(record["promote"]),

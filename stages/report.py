@@ -17,13 +17,14 @@ import dvc.api
 import yaml
 from dvc.repo import Repo
 
-from stages.common import REPO_ROOT, atomic_path, entry_point
+from stages.common import atomic_path, entry_point
 
 CANDIDATES = ("classical", "transformer", "ensemble")
 PLOTS = (
     "eval/plots/png/confusion_{champion}.png",
     "eval/plots/png/roc.png",
     "eval/plots/png/pr.png",
+    "eval/plots/png/pr_negative.png",
     "train_transformer/curve.png",
 )
 
@@ -52,15 +53,22 @@ def data_md5s(rev: str | None, root: Path) -> dict[str, str]:
     return {d["path"]: d["md5"] for d in deps if d["path"].startswith("data/raw/")}
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...``, or None where a level is missing or not a mapping: a base
+    revision's files may have had other keys (or none)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def f1_cell(metrics: dict, name: str) -> tuple[str, float | None]:
-    test = metrics.get(name, {}).get("test", {})
-    if "macro_f1" not in test:
+    f1, ci = dig(metrics, name, "test", "macro_f1"), dig(metrics, name, "test", "macro_f1_ci")
+    if not isinstance(f1, int | float):
         return "n/a", None
-    ci = test.get("macro_f1_ci")
-    return (
-        f"{test['macro_f1']:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
-        test["macro_f1"],
-    )
+    has_ci = isinstance(ci, list) and len(ci) == 2
+    return f"{f1:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if has_ci else ""), f1
 
 
 def delta_cell(old: float | None, new: float | None) -> str:
@@ -73,9 +81,8 @@ def delta_cell(old: float | None, new: float | None) -> str:
 
 def metrics_table(base: dict, head: dict) -> list[str]:
     lines = ["| model | base | head | Δ |", "|---|---|---|---|"]
-    rows = [
-        ("champion", head.get("champion", {}).get("name"), base.get("champion", {}).get("name"))
-    ] + [(name, name, name) for name in CANDIDATES]
+    rows = [("champion", dig(head, "champion", "name"), dig(base, "champion", "name"))]
+    rows += [(name, name, name) for name in CANDIDATES]
     for label, head_name, base_name in rows:
         old_text, old = f1_cell(base, base_name) if base_name else ("n/a", None)
         new_text, new = f1_cell(head, head_name) if head_name else ("n/a", None)
@@ -142,7 +149,7 @@ def build_report(root: Path, base: str) -> str:
     """The whole markdown report."""
     head_metrics = read_json("eval/metrics.json", None, root)
     base_metrics = read_json("eval/metrics.json", base, root)
-    champion = head_metrics.get("champion", {}).get("name", "ensemble")
+    champion = dig(head_metrics, "champion", "name") or "ensemble"
     base_md5, head_md5 = data_md5s(base, root), data_md5s(None, root)
     lines = [
         f"## Model report: `{base}` → this branch",
@@ -184,7 +191,7 @@ def main() -> None:
     parser.add_argument("--base", default="main", help="git revision to compare with")
     parser.add_argument("--out", type=Path, default=Path("report.md"))
     args = parser.parse_args()
-    report = build_report(REPO_ROOT, args.base)
+    report = build_report(Path.cwd(), args.base)  # CML runs it at the repository's root
     with atomic_path(args.out) as tmp:
         tmp.write_text(report)
     print(report)

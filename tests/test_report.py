@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stages.report import build_report
-from tests.conftest import sh
+from tests.conftest import REPO, project_env, sh
 
 DVC_YAML = {
     "stages": {
@@ -101,3 +104,66 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
 
     unchanged = build_report(root, "HEAD")  # a code-only pull request: no param changed
     assert "No params changed." in unchanged
+
+
+def commit(root: Path, files: dict[str, dict | str], message: str) -> None:
+    """Write ``files`` (a dict as JSON/YAML, a str as text) and commit everything."""
+    for path, data in files.items():
+        if isinstance(data, str):
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(data)
+        else:
+            write(root, path, data)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+BASE_FILES = {
+    "dvc.yaml": DVC_YAML,
+    "params.yaml": {"evaluate": {"seed": 1}},
+    "src/code.py": "VERSION = 1\n",
+    "eval/metrics.json": metrics(0.84, "transformer"),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "base", "head", "expected"),
+    [
+        (
+            "code-only change, metrics unchanged",
+            BASE_FILES,
+            {"src/code.py": "VERSION = 2\n"},
+            ["No params changed.", "| classical | 0.8400 [0.820, 0.860] | 0.8400 [0.820, "],
+        ),
+        (
+            "first run: no metrics at the base",
+            {k: v for k, v in BASE_FILES.items() if k != "eval/metrics.json"},
+            {"eval/metrics.json": metrics(0.84, "transformer")},
+            ["| champion (n/a → transformer) | n/a | 0.8700 [0.850, 0.890] | new |"],
+        ),
+        (
+            "the base's metrics file had other keys",
+            BASE_FILES | {"eval/metrics.json": {"classical": 0.8, "champion": "ensemble"}},
+            {"eval/metrics.json": metrics(0.84, "transformer")},
+            ["| classical | n/a | 0.8400 [0.820, 0.860] | new |"],
+        ),
+    ],
+)
+def test_the_cml_command_reports_every_pull_request(
+    tmp_path: Path, case: str, base: dict, head: dict, expected: list[str]
+) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "dvc", "init", "-q")
+    commit(root, base, "base")
+    commit(root, head, "head")
+    # The command the CML workflow runs, at the repository's root.
+    command = [sys.executable, "-m", "stages.report", "--base", "HEAD~1", "--out", "report.md"]
+    env = project_env(root) | {"PYTHONPATH": str(REPO)}
+    run = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = (root / "report.md").read_text()
+    assert report.startswith("## Model report: `HEAD~1` → this branch"), case
+    for line in expected:
+        assert line in report, f"{case}: {line!r} not in\n{report}"
