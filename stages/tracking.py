@@ -36,6 +36,14 @@ from stages.common import REPO_ROOT
 DEFAULT_EXPERIMENT = "sentiment"
 PIPELINE_TAG = "pipeline.run_id"
 CODE_SUFFIXES = (".py", ".lock")  # deps that are code (and pinned requirements), not data
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+DESCRIPTION = (
+    "Sentiment of product reviews. One parent run per `dvc repro` or `dvc exp run` "
+    "(tag dvc.exp_name), one child run per stage: tagged with the git commit, the params "
+    "hash and the DVC md5 of every input, which the Datasets column lists (digest = DVC md5); "
+    "tune's Optuna trials are children of the tune run. Promoted models: the registry's "
+    "`production` alias (gate)."
+)
 
 
 def project_root() -> Path:
@@ -70,6 +78,8 @@ def configure() -> str:
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
+    if experiment is None or "mlflow.note.content" not in experiment.tags:
+        MlflowClient().set_experiment_tag(experiment_id, "mlflow.note.content", DESCRIPTION)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -87,7 +97,8 @@ def git_info(cwd: Path = REPO_ROOT) -> dict[str, str]:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"git.commit": "unknown", "git.dirty": "unknown"}
-    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+    # MLflow's own tag too: the UI's Source/Version columns show it for every run.
+    return {"git.commit": commit, "git.dirty": str(dirty).lower(), GIT_COMMIT_TAG: commit}
 
 
 def dvc_md5(path: str | Path) -> str:
@@ -212,8 +223,11 @@ def _pipeline_parent(
     if found:
         return found[0].info.run_id
     name = os.environ.get("DVC_EXP_NAME") or "pipeline"
+    source = {"mlflow.source.name": "dvc.yaml", "mlflow.source.type": "PROJECT"}
     run = client.create_run(
-        experiment_id, run_name=name, tags={**tags, PIPELINE_TAG: key, "kind": "pipeline"}
+        experiment_id,
+        run_name=name,
+        tags={**tags, **source, PIPELINE_TAG: key, "kind": "pipeline"},
     )
     return run.info.run_id
 

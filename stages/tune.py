@@ -128,14 +128,17 @@ def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
 def mlflow_trial_logger(parent_run_id: str):
     """Optuna callback: each finished trial becomes an MLflow child run of the tune run."""
     client = mlflow.MlflowClient()
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    parent = client.get_run(parent_run_id)
+    source = {  # the tune run's code identity: git commit, source file, dirty flag
+        k: v for k, v in parent.data.tags.items() if k.startswith(("mlflow.source.", "git."))
+    }
 
     def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         complete = trial.state == TrialState.COMPLETE
         run = client.create_run(
-            experiment_id,
+            parent.info.experiment_id,
             run_name=f"trial-{trial.number}",
-            tags={"mlflow.parentRunId": parent_run_id, "kind": "trial"},
+            tags={**source, "mlflow.parentRunId": parent_run_id, "kind": "trial"},
         )
         steps = trial.intermediate_values
         cv_mean = trial.value if complete else steps.get(max(steps, default=0), float("nan"))

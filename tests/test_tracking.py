@@ -62,6 +62,12 @@ def test_repro_runs_are_tagged_and_grouped(pipeline_copy: Path) -> None:
     assert featurize.data.params["featurize.min_df"] == str(params["featurize"]["min_df"])
     digests = {d.dataset.name: d.dataset.digest for d in featurize.inputs.dataset_inputs}
     assert digests["data/prepared/train.parquet"] == tags["data.md5.data/prepared/train.parquet"]
+    # What the MLflow UI shows: the Version (git commit) of every run, the experiment's note.
+    for run in [parent, *stage_runs.values()]:
+        assert run.data.tags["mlflow.source.git.commit"] == tags["git.commit"]
+    client = mlflow.MlflowClient(f"sqlite:///{pipeline_copy / 'mlflow.db'}")
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert "DVC md5" in experiment.tags["mlflow.note.content"]
 
 
 @pytest.mark.slow

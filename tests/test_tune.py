@@ -74,6 +74,8 @@ def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> Non
     assert all(
         "cv_macro_f1_mean" in r.data.metrics and "classifier" in r.data.params for r in trials
     )
+    commit = tune_run.data.tags.get("mlflow.source.git.commit")  # absent outside git
+    assert all(r.data.tags.get("mlflow.source.git.commit") == commit for r in trials)
     assert tune_run.data.tags["optuna.storage"].startswith("sqlite:///")
 
     model = load_predictor(tiny_project / "models" / "classical")
