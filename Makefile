@@ -14,12 +14,23 @@ $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
+# torch: the lock pins the version, the Makefile the build. On Linux PyPI's wheel is the CUDA
+# build (several GB), so it comes from PyTorch's CPU index first (as in CI);
+# `make run TORCH_VARIANT=cu128` takes a CUDA 12.8 build instead. macOS wheels are CPU-only.
+TORCH_VARIANT ?= cpu
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.lock)
+TORCH_INDEX   := https://download.pytorch.org/whl/$(TORCH_VARIANT)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
 $(VENV)/.installed: requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+ifeq ($(shell uname -s),Linux)
+	$(PIP) --no-deps --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)+$(TORCH_VARIANT)"
+endif
+	$(PIP) -r requirements.lock
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(PIP) -r requirements-dev.lock
 	touch $@
 
 ## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise

@@ -7,14 +7,21 @@ which scores through the same ``stages.predictor`` code as evaluate and the gate
 Environment:
 - ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
   gate exported last);
-- ``SENTIMENT_MAX_CHARS`` (5000) and ``SENTIMENT_MAX_BATCH`` (256): input limits;
-- ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (5): bound on one call to the model service (retried);
+- ``SENTIMENT_MAX_CHARS`` (5000), ``SENTIMENT_MAX_BATCH`` (256) and
+  ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``stages/request_guard.py`` enforces
+  them before BentoML reads a request, and ``/docs.json`` declares them);
+- ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
+- ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
+  exceed the batching window (10 s), so a call that times out is never resent;
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
   (``stages/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
   ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
 - ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
-  ``inference-log/predictions.jsonl``; ``off`` disables it), rotated at
-  ``SENTIMENT_INFERENCE_LOG_MAX_BYTES`` (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5).
+  ``inference-log/predictions.jsonl``; ``off`` disables it): each API worker writes its own
+  file, ``predictions.worker-<n>.jsonl``, rotated at ``SENTIMENT_INFERENCE_LOG_MAX_BYTES``
+  (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5); texts are logged with e-mail
+  addresses, URLs and phone numbers replaced (``SENTIMENT_LOG_REDACT``: ``all``, ``off`` or a
+  subset such as ``email,url``).
 """
 
 from __future__ import annotations
@@ -25,28 +32,38 @@ import logging
 import logging.handlers
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import aiohttp
 import bentoml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.request_guard import RequestGuard, Route
+from stages.serving import (
+    VISIBLE,
+    label_names,
+    nothing_to_score,
+    redact,
+    redaction_kinds,
+    worker_log_path,
+)
 
 MODEL_TAG = os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")
 MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
-LABELS = ("negative", "positive")
+MAX_BODY_BYTES = int(os.environ.get("SENTIMENT_MAX_BODY_BYTES", str(2**20)))
+API_WORKERS = int(os.environ.get("SENTIMENT_API_WORKERS", "1"))
+BATCH_WINDOW_MS = 10_000  # the longest a text waits in the model service's batching queue
 CONNECTION_RETRIES = 4
-MODEL_CALL_TIMEOUT_S = float(os.environ.get("SENTIMENT_MODEL_CALL_TIMEOUT_S", "5"))
+MODEL_CALL_TIMEOUT_S = float(os.environ.get("SENTIMENT_MODEL_CALL_TIMEOUT_S", "60"))
+if MODEL_CALL_TIMEOUT_S <= BATCH_WINDOW_MS / 1000:
+    raise ValueError(
+        f"SENTIMENT_MODEL_CALL_TIMEOUT_S={MODEL_CALL_TIMEOUT_S:g} must exceed the batching "
+        f"window ({BATCH_WINDOW_MS / 1000:g} s): a call timed out while queued would be lost"
+    )
+REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
 
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text must not be empty or whitespace only")
-    return text
-
-
-ReviewText = Annotated[str, Field(max_length=MAX_CHARS), AfterValidator(_not_blank)]
+ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
 
 class PredictRequest(BaseModel):
@@ -64,22 +81,59 @@ class PredictBatchRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
-    score: float
+    label: str = Field(description="The model's class name")
+    score: float = Field(
+        description="Two classes: P(second class, 'positive'); more: P(the predicted label)"
+    )
     model_version: str
 
 
+TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": VISIBLE}
+ROUTES = {
+    "/predict": Route(
+        PredictRequest,
+        {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": TEXT_SCHEMA},
+        },
+        lambda request: [(["text"], request.text)],
+        nothing_to_score,
+    ),
+    "/predict_batch": Route(
+        PredictBatchRequest,
+        {
+            "type": "object",
+            "required": ["texts"],
+            "additionalProperties": False,
+            "properties": {
+                "texts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH,
+                    "items": TEXT_SCHEMA,
+                }
+            },
+        },
+        lambda request: [(["texts", i], text) for i, text in enumerate(request.texts)],
+        nothing_to_score,
+    ),
+}
+
+
 def inference_logger() -> logging.Logger | None:
-    """A JSONL logger with size-based rotation, or None when switched off."""
+    """A JSONL logger with size-based rotation, one file per API worker, or None when off."""
     path = os.environ.get("SENTIMENT_INFERENCE_LOG", "inference-log/predictions.jsonl")
     if path.lower() in ("", "off", "false", "0"):
         return None
+    path = worker_log_path(path, bentoml.server_context.worker_index or 1)
     logger = logging.getLogger("sentiment.inference")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     if not logger.handlers:
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
                 path,
                 maxBytes=int(os.environ.get("SENTIMENT_INFERENCE_LOG_MAX_BYTES", 10 * 2**20)),
@@ -114,22 +168,33 @@ class SentimentModel:
 
         self.predictor = load_predictor(bento_model_dir(self.model_ref))
         self.threshold = self.predictor.meta.get("threshold")
+        self.names = label_names(self.predictor.meta, f"BentoML model {self.model_ref.tag}")
         labels = self.model_ref.info.labels
         self.version = labels.get("registry_version") or str(self.model_ref.tag.version)
+        self.scored = bentoml.metrics.Counter(
+            name="sentiment_model_texts_total",
+            documentation="Texts scored by the model service",
+        )
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=10_000)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         from stages.predictor import decide
 
         proba = self.predictor.predict_proba(texts)
         labels = decide(proba, self.threshold)
+        self.scored.inc(len(texts))
         return [
-            {"label": LABELS[label], "score": float(p[1]), "model_version": self.version}
+            {
+                "label": self.names[label],
+                "score": float(p[1] if len(self.names) == 2 else p[label]),
+                "confidence": float(p[label]),
+                "model_version": self.version,
+            }
             for label, p in zip(labels, proba, strict=True)
         ]
 
 
-@bentoml.service(workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+@bentoml.service(workers=API_WORKERS, traffic={"timeout": 60, "max_concurrency": 1024})
 class Sentiment:
     """``POST /predict`` and ``POST /predict_batch``; health, metrics and docs from BentoML."""
 
@@ -154,19 +219,23 @@ class Sentiment:
         )
 
     async def _classify(self, texts: list[str]) -> list[dict]:
-        """Call the model service, retrying dropped or lost calls (scoring is idempotent).
+        """Call the model service; resend only a call that never reached it.
 
         BentoML 1.4's internal client can reuse a connection the model server has already
-        closed (bentoml/BentoML#4971, fix pending in PR #5698): the call fails, or, rarely,
-        never returns. Each attempt is bounded by ``SENTIMENT_MODEL_CALL_TIMEOUT_S``.
+        closed (bentoml/BentoML#4971, fix pending in PR #5698): the call fails before the
+        model service accepts it, so resending it scores nothing twice. A call that takes
+        longer than ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (above the batching window) is not
+        resent: the client gets 503.
         """
         for attempt in range(CONNECTION_RETRIES):
             try:
                 return await asyncio.wait_for(
                     self.model.to_async.classify(texts), MODEL_CALL_TIMEOUT_S
                 )
-            except (aiohttp.ClientConnectionError, TimeoutError):
+            except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.01 * 2**attempt)
+            except TimeoutError as err:
+                raise bentoml.exceptions.ServiceUnavailable("the model did not answer") from err
         return await self.model.to_async.classify(texts)
 
     async def _score(self, texts: list[str]) -> list[Prediction]:
@@ -174,13 +243,11 @@ class Sentiment:
         now = datetime.now(UTC).isoformat()
         for text, result in zip(texts, results, strict=True):
             self.predictions.labels(label=result["label"]).inc()
-            score = result["score"]
-            self.confidence.observe(score if result["label"] == "positive" else 1 - score)
+            self.confidence.observe(result.pop("confidence"))
             self.length.observe(len(text))
             if self.log is not None:
-                self.log.info(
-                    json.dumps({"timestamp": now, "text": text, **result}, ensure_ascii=False)
-                )
+                record = {"timestamp": now, "text": redact(text, REDACT), **result}
+                self.log.info(json.dumps(record, ensure_ascii=False))
         return [Prediction(**r) for r in results]
 
     @bentoml.api(input_spec=PredictRequest)
@@ -202,3 +269,6 @@ if os.environ.get("SENTIMENT_API_TOKEN"):
     Sentiment.add_asgi_middleware(
         BearerAuth, token=os.environ["SENTIMENT_API_TOKEN"], scope=TOKEN_SCOPE
     )
+# After the token check (middlewares added first run first): refuse what is not a valid
+# request before BentoML reads it.
+Sentiment.add_asgi_middleware(RequestGuard, routes=ROUTES, max_body=MAX_BODY_BYTES)

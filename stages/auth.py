@@ -11,14 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+from stages.asgi import App, Receive, Scope, Send, patch_json
 
 PROBES = ("/readyz", "/livez", "/healthz")
 DOCS = ("/", "/docs.json", "/schema.json", "/metrics", "/static_content/")
@@ -80,7 +75,7 @@ class BearerAuth:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         if is_open(path, self.opened) or authorized(header, self.token):
             if path == "/docs.json":
-                send = self._patch_spec(send)
+                send = patch_json(send, lambda spec: with_bearer_scheme(spec, self.opened))
             return await self.app(scope, receive, send)
         body = json.dumps({"error": "missing or wrong bearer token"}).encode()
         await send(
@@ -95,25 +90,3 @@ class BearerAuth:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-    def _patch_spec(self, send: Send) -> Send:
-        """Buffer the (small) OpenAPI response and send it with the scheme declared."""
-        start: Message = {}
-        chunks: list[bytes] = []
-
-        async def patched(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
-            if start.get("status") == 200:
-                body = json.dumps(with_bearer_scheme(json.loads(body), self.opened)).encode()
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-
-        return patched

@@ -78,11 +78,15 @@ def entry_point(main: Callable[[], None]) -> None:
 
 
 def quiet_logs() -> None:
-    """Logs a person can read: progress bars only on a terminal (tqdm reads ``TQDM_DISABLE``;
-    the stages print one line per epoch or step instead), and no INFO lines from MLflow
-    creating its SQLite tables on a first run."""
+    """Logs a person can read: progress bars only on a terminal (the stages print one line
+    per epoch or step instead), and no INFO lines from MLflow creating its SQLite tables."""
     if not sys.stderr.isatty():
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when first imported
+        if "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        if "transformers" in sys.modules:  # its loading and saving bars
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,24 +294,41 @@ class DriftDetector:
         }
 
 
-def read_current(path: Path) -> list[str]:
-    """Texts from a CSV, Parquet or JSONL file with a 'text' column (clear errors)."""
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+def read_frame(path: Path, suffix: str) -> pd.DataFrame:
+    """One CSV, Parquet or JSONL file as a frame with a 'text' column (clear errors)."""
     readers = {
         ".csv": pd.read_csv,
         ".parquet": pd.read_parquet,
         ".jsonl": lambda p: pd.read_json(p, lines=True),
     }
-    reader = readers.get(path.suffix.lower())
+    reader = readers.get(suffix.lower())
     if reader is None:
-        raise ValueError(f"{path}: unsupported format {path.suffix!r} (csv, parquet, jsonl)")
+        raise ValueError(f"{path}: unsupported format {suffix!r} (csv, parquet, jsonl)")
     try:
         frame = reader(path)
     except Exception as err:
-        raise ValueError(f"{path}: cannot read as {path.suffix[1:]}: {err}") from err
-    if "text" not in frame.columns:
+        raise ValueError(f"{path}: cannot read as {suffix[1:]}: {err}") from err
+    if "text" not in frame.columns and not frame.empty:
         raise ValueError(f"{path}: no 'text' column (columns: {list(frame.columns)})")
+    return frame
+
+
+def read_current(path: Path) -> list[str]:
+    """Texts from a CSV, Parquet or JSONL file with a 'text' column, or from a directory of
+    inference logs (every worker's ``*.jsonl`` and rotated ``*.jsonl.<n>``, in time order)."""
+    if path.is_dir():
+        logs = sorted(p for p in path.iterdir() if re.fullmatch(r".+\.jsonl(\.\d+)?", p.name))
+        if not logs:
+            raise ValueError(f"{path}: no inference logs (*.jsonl) in it")
+        frame = pd.concat([read_frame(p, ".jsonl") for p in logs], ignore_index=True)
+        if "timestamp" in frame.columns:
+            frame = frame.sort_values("timestamp", kind="stable")
+    elif path.is_file():
+        frame = read_frame(path, path.suffix)
+    else:
+        raise ValueError(f"{path}: no such file or directory")
+    if "text" not in frame.columns:
+        raise ValueError(f"{path}: no texts")
     texts = frame["text"].dropna().astype(str)
     return texts[texts.str.strip() != ""].tolist()
 

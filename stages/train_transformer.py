@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,7 +136,7 @@ def train(
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"val_macro_f1": -1.0}
     stale = 0
-    progress = tqdm(total=total_steps, desc="train_transformer", unit="batch")
+    progress = tqdm(total=total_steps, desc="train_transformer", unit="batch", disable=None)
     for epoch in range(1, params["epochs"] + 1):
         model.train()
         losses = []
@@ -160,7 +161,8 @@ def train(
         )
         progress.write(
             f"train_transformer: epoch {epoch}/{params['epochs']}: train loss "
-            f"{history[-1]['train_loss']:.4f}, val macro-F1 {val_f1:.4f}"
+            f"{history[-1]['train_loss']:.4f}, val macro-F1 {val_f1:.4f}",
+            file=sys.stderr,  # unbuffered: a log shows each epoch as it ends
         )
         if on_epoch is not None:
             on_epoch(history[-1])

@@ -15,7 +15,6 @@ from sklearn.pipeline import Pipeline
 from stages import drift
 from stages.predictor import load_predictor, save_classical
 from stages.prepare import read_ood, read_raw, to_prepared
-from tests.conftest import SHARED
 
 PARAMS = {
     "reference_size": 600,
@@ -30,9 +29,9 @@ PARAMS = {
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def setting(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> dict:
     """Real Flipkart reviews at natural multiplicity: a reference sample, a held-out pool."""
-    raw_csv = SHARED / "datasets" / "flipkart_reviews" / "reviews.csv"
+    raw_csv = raw_data / "reviews.csv"
     raw = read_raw(raw_csv).dropna(subset=["Review text"]).drop_duplicates(subset=["Review text"])
     train = to_prepared(raw, "binary").sample(frac=1, random_state=0).iloc[:3000]
     model_dir = tmp_path_factory.mktemp("model") / "champion"
@@ -48,7 +47,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # Reviews as traffic brings them: every raw row, repeats included.
     rows = drift.raw_traffic(raw_csv)["text"].tolist()
     reference, held = drift.build_reference(rows, predictor, PARAMS, holdout=2500)
-    imdb = read_ood(SHARED / "datasets" / "uci_sentiment_sentences" / "imdb_labelled.txt", "binary")
+    imdb = read_ood(raw_data / "imdb_labelled.txt", "binary")
     return {
         "detector": drift.DriftDetector(reference, predictor, PARAMS),
         "reference": reference,
@@ -143,6 +142,21 @@ def test_malformed_input_is_a_clear_error(
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         drift.read_current(path)
+
+
+def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) -> None:
+    def record(second: int, text: str) -> str:
+        return json.dumps({"timestamp": f"2026-11-25T10:00:{second:02d}+00:00", "text": text})
+
+    (tmp_path / "predictions.worker-1.jsonl.1").write_text(record(1, "a") + "\n")
+    (tmp_path / "predictions.worker-1.jsonl").write_text(record(4, "d") + "\n")
+    (tmp_path / "predictions.worker-2.jsonl").write_text(record(2, "b") + "\n" + record(3, "c"))
+    (tmp_path / "server.log").write_text("not a log of texts")
+    assert drift.read_current(tmp_path) == ["a", "b", "c", "d"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"empty: no inference logs \(\*\.jsonl\) in it"):
+        drift.read_current(empty)
 
 
 def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:

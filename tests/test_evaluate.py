@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stages.behaviour import EMOJI, SHORT, negation_cases, run_suite
-from stages.evaluate import choose_champion, score, slices, unseen
+from stages.evaluate import choose_champion, headline, pr_points, score, slices, unseen
 from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from stages.predictor import best_threshold, decide
 
@@ -39,11 +39,55 @@ def test_score_reports_every_metric() -> None:
         "per_class",
         "roc_auc",
         "pr_auc",
+        "pr_auc_negative",
         "brier",
         "ece",
     }
     assert result["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
     assert set(result["per_class"]) == {"negative", "positive"}
+
+
+def test_precision_recall_is_drawn_for_each_class() -> None:
+    y = [0, 0, 1, 1, 1, 1]
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]])
+    negative = pr_points(y, proba, 0)
+    # Thresholds on P(negative), low to high: 0.1, 0.2, 0.3 and 0.6 are positives' scores,
+    # 0.4 and 0.9 the negatives'.
+    assert [(p["recall"], p["precision"]) for p in negative] == [
+        (1.0, 0.3333),
+        (1.0, 0.4),
+        (1.0, 0.5),
+        (1.0, 0.6667),
+        (0.5, 0.5),
+        (0.5, 1.0),
+        (0.0, 1.0),
+    ]
+    assert negative != pr_points(y, proba, 1)
+
+
+def test_headline_holds_the_champion_and_each_candidates_val_and_test() -> None:
+    def split(f1: float) -> dict:
+        return {"macro_f1": f1, "macro_f1_ci": [f1 - 0.02, f1 + 0.02]}
+
+    metrics = {
+        name: {"val": split(v), "test": split(t)}
+        for name, v, t in [
+            ("classical", 0.84, 0.83),
+            ("transformer", 0.87, 0.86),
+            ("ensemble", 0.88, 0.87),
+        ]
+    } | {"champion": {"name": "transformer", "val": {"macro_f1": 0.87}, "test": {"macro_f1": 0.86}}}
+    assert headline(metrics) == {
+        "champion": {
+            "name": "transformer",
+            "val_macro_f1": 0.87,
+            "test_macro_f1": 0.86,
+            "test_ci_low": 0.84,
+            "test_ci_high": 0.88,
+        },
+        "val_macro_f1": {"classical": 0.84, "transformer": 0.87, "ensemble": 0.88},
+        "test_macro_f1": {"classical": 0.83, "transformer": 0.86, "ensemble": 0.87},
+    }
 
 
 def test_champion_is_the_cheapest_within_min_gain_of_the_best_validation_score() -> None:

@@ -146,6 +146,6 @@ def test_after_a_failed_stage_checkout_restores_the_last_good_outputs(pipeline_c
     assert not (pipeline_copy / "data" / "features").exists()
     assert not (pipeline_copy / "featurize" / "summary.json").exists()
     sh(pipeline_copy, "dvc", "checkout", "featurize")  # cached outputs
-    sh(pipeline_copy, "git", "checkout", "--", "featurize/summary.json")  # metrics: in git
+    sh(pipeline_copy, "git", "checkout", "--", "featurize/summary.json")  # cache: false, in git
     assert "changed" not in sh(pipeline_copy, "dvc", "status", "featurize").stdout
     assert sh(pipeline_copy, "git", "status", "--porcelain").stdout == ""

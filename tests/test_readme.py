@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import yaml
 
 from stages.drift import raw_traffic
-from tests.conftest import REPO, SHARED
+from stages.tracking import flatten
+from tests.conftest import BIN, REPO
 
 README = " ".join((REPO / "README.md").read_text().split())  # line breaks as spaces
 TIMING_FACTOR = 1.5
@@ -97,7 +99,33 @@ def test_drift_figures() -> None:
     assert "held_out: no drift; amazon/imdb/yelp: drift |" in README
 
 
-def test_traffic_figures() -> None:
-    traffic = raw_traffic(SHARED / "datasets" / "flipkart_reviews" / "reviews.csv")
+def test_traffic_figures(raw_data: Path) -> None:
+    traffic = raw_traffic(raw_data / "reviews.csv")
     stated = f"the raw file's {len(traffic):,} valid reviews hold {traffic['text'].nunique():,}"
     assert stated in README
+
+
+def test_dvc_lists_only_the_17_headline_metrics() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = [next(iter(m)) for stage in stages.values() for m in stage.get("metrics", [])]
+    assert declared == ["eval/headline.json", "gate/verdict.json", "drift/verdicts.json"]
+    shown = json.loads(
+        subprocess.run(
+            [str(BIN / "dvc"), "metrics", "show", "--json"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    values = {
+        f"{path}:{key}": value
+        for path, entry in shown[""]["data"].items()
+        for key, value in flatten(entry["data"]).items()
+    }
+    assert len(values) == 17, values
+    assert "Together they hold 17 values" in README
+    assert (
+        values["eval/headline.json:champion.name"]
+        == committed("eval/metrics.json")["champion"]["name"]
+    )

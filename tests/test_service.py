@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bentoml
 import httpx
+import psutil
 import pytest
 import yaml
 from bentoml._internal.models import ModelStore
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from stages.model_files import save_skops
+from stages.predictor import save_classical
 from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_gate import make_model
 
@@ -74,23 +81,50 @@ def serve(bento_home: Path, log_dir: Path, **env_extra: str) -> tuple[subprocess
 
 @pytest.fixture(scope="module")
 def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``bentoml serve`` on loopback; yields (base url, inference log path)."""
+    """``bentoml serve`` on loopback with two API workers; yields (base url, inference log
+    path as configured, the server process)."""
     log_dir = tmp_path_factory.mktemp("log")
     proc, url = serve(
         bento_home,
         log_dir,
-        SENTIMENT_INFERENCE_LOG_MAX_BYTES="3000",
-        SENTIMENT_INFERENCE_LOG_BACKUPS="2",
+        SENTIMENT_API_WORKERS="2",
+        SENTIMENT_INFERENCE_LOG_MAX_BYTES="30000",
+        SENTIMENT_INFERENCE_LOG_BACKUPS="20",
     )
     try:
         wait_ready(proc, f"{url}/readyz", log_dir / "server.log")
-        yield url, log_dir / "predictions.jsonl"
+        yield url, log_dir / "predictions.jsonl", proc
     finally:
         stop_group(proc, log_dir / "server.log")
 
 
+def logged(log: Path) -> list[dict]:
+    """Every record of every worker's inference log, rotated files included."""
+    return [
+        json.loads(line)
+        for path in sorted(log.parent.glob(f"{log.stem}.worker-*{log.suffix}*"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def tree_rss(proc: subprocess.Popen) -> int:
+    """Resident memory of a server and all its processes, in bytes."""
+    root = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+def counter(url: str, name: str) -> float:
+    """A Prometheus counter's value on the service's /metrics (summed over its series)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
 def test_predict_and_predict_batch(server) -> None:
-    url, _ = server
+    url, *_ = server
     one = httpx.post(f"{url}/predict", json={"text": "great shuttle, lovely"}, timeout=30)
     assert one.status_code == 200, one.text
     body = one.json()
@@ -115,6 +149,15 @@ BAD_REQUESTS = [
     ("/predict", {"json": {"text": "good", "extra": 1}}),
     ("/predict", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
     ("/predict", {"content": b"good shuttle", "headers": {"content-type": "text/plain"}}),
+    ("/predict", {"content": b'{"text": "good"}', "headers": {"content-type": "text/plain"}}),
+    (
+        "/predict",
+        {"content": b'{"text": "ok"}', "headers": {"content-type": "multipart/form-data"}},
+    ),
+    ("/predict_batch", {"files": {"texts": ("a.txt", b"good")}}),
+    ("/predict", {"json": {"text": "\u200b\u200d"}}),
+    ("/predict", {"json": {"text": "\x00"}}),
+    ("/predict", {"json": {"text": "\ufeff \x07"}}),
     ("/predict_batch", {"json": {"texts": []}}),
     ("/predict_batch", {"json": {"texts": ["good"] * 257}}),
     ("/predict_batch", {"json": {"texts": ["good", ""]}}),
@@ -124,14 +167,70 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("route", "request_kwargs"), BAD_REQUESTS)
-def test_bad_input_is_a_client_error(server, route: str, request_kwargs: dict) -> None:
-    url, _ = server
+def test_bad_input_is_a_client_error_in_one_shape(server, route: str, request_kwargs: dict) -> None:
+    url, *_ = server
     response = httpx.post(f"{url}{route}", timeout=30, **request_kwargs)
-    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.status_code in (400, 415), (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error", "detail"} and "\n" not in body["error"], body
+    assert all(set(d) == {"loc", "msg"} for d in body["detail"]), body
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\x00", "\ufeff", "\x07\x1b \u200d", "READ MORE"])
+def test_a_text_with_nothing_to_score_is_refused_on_both_routes(server, text: str) -> None:
+    url, *_ = server
+    one = httpx.post(f"{url}/predict", json={"text": text}, timeout=30)
+    assert one.status_code == 400 and "nothing to score" in one.json()["error"], one.text
+    many = httpx.post(f"{url}/predict_batch", json={"texts": ["good", text, "bad"]}, timeout=30)
+    assert many.status_code == 400, many.text
+    assert [d["loc"] for d in many.json()["detail"]] == [["texts", 1]]
+    assert many.json()["error"].startswith("texts.1: nothing to score")
+
+
+def test_only_json_is_accepted(server) -> None:
+    url, *_ = server
+    body = b'{"text": "good shuttle"}'
+    for media, status in [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("text/plain", 415),
+        ("multipart/form-data", 415),
+        ("application/x-www-form-urlencoded", 415),
+    ]:
+        response = httpx.post(
+            f"{url}/predict", content=body, headers={"content-type": media}, timeout=30
+        )
+        assert response.status_code == status, (media, response.text)
+
+
+def test_a_body_over_the_limit_is_refused_without_being_read(server) -> None:
+    url, _, proc = server
+    declared = httpx.post(
+        f"{url}/predict", json={"text": "x" * (2**20 + 1)}, timeout=30
+    )  # Content-Length says it all
+    assert declared.status_code == 413 and "SENTIMENT_MAX_BODY_BYTES" in declared.json()["error"]
+    before = tree_rss(proc)
+
+    def stream():  # 64 MiB with no Content-Length: refused after the first MiB
+        for _ in range(64):
+            yield b" " * 2**20
+
+    try:
+        streamed = httpx.post(
+            f"{url}/predict",
+            content=stream(),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        assert streamed.status_code == 413
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        pass  # the server answered 413 and closed the connection mid-upload
+    assert tree_rss(proc) - before < 32 * 2**20
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
 
 
 def test_bad_requests_do_not_disturb_concurrent_good_ones(server) -> None:
-    url, _ = server
+    url, *_ = server
 
     def call(i: int) -> int:
         payload = {"text": "good shuttle"} if i % 2 else {"text": ""}
@@ -146,7 +245,7 @@ def test_bad_requests_do_not_disturb_concurrent_good_ones(server) -> None:
 
 def test_a_sustained_burst_keeps_every_answer_with_its_request(server) -> None:
     """400 single texts at concurrency 32: batched together, answered apart, none lost."""
-    url, log = server
+    url, log, _ = server
     texts = ["good shuttle, lovely", "worst shuttle, broken"]
     server_log = log.parent / "server.log"
     logged_before = server_log.stat().st_size
@@ -165,7 +264,7 @@ def test_a_sustained_burst_keeps_every_answer_with_its_request(server) -> None:
 
 
 def test_metrics_docs_and_inference_log(server) -> None:
-    url, log = server
+    url, log, _ = server
     texts = [f"good shuttle number {i}" for i in range(40)]
     assert httpx.post(f"{url}/predict_batch", json={"texts": texts}, timeout=60).status_code == 200
     metrics = httpx.get(f"{url}/metrics", timeout=10).text
@@ -176,14 +275,38 @@ def test_metrics_docs_and_inference_log(server) -> None:
     ):
         assert name in metrics
     assert httpx.get(f"{url}/", timeout=10).status_code == 200  # Swagger UI
-    records = [
-        json.loads(line)
-        for path in sorted(log.parent.glob("predictions.jsonl*"))
-        for line in path.read_text().splitlines()
-    ]
+    records = logged(log)
     assert {"timestamp", "text", "label", "score", "model_version"} == set(records[-1])
-    assert Path(f"{log}.1").exists(), "the log rotates at SENTIMENT_INFERENCE_LOG_MAX_BYTES"
     assert any(r["text"] == "good shuttle number 39" for r in records)
+
+
+def test_two_workers_log_every_request_once_redacted_and_rotated(server) -> None:
+    """500 concurrent requests on two API workers: 500 whole JSON lines, one per request,
+    personal data replaced, each worker rotating its own file; the model scores 500 texts."""
+    url, log, _ = server
+    before, scored = len(logged(log)), counter(url, "sentiment_model_texts_total")
+
+    def call(i: int) -> int:
+        text = f"review {i}: mail me at buyer{i}@example.com or +91 98765 4{i:04d}, good"
+        return httpx.post(f"{url}/predict", json={"text": text}, timeout=120).status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        assert list(pool.map(call, range(500))) == [200] * 500
+    records = logged(log)[before:]
+    assert len(records) == 500  # every line parsed as JSON: none lost, none interleaved
+    assert sorted(int(r["text"].split(":")[0].split()[1]) for r in records) == list(range(500))
+    assert all("@" not in r["text"] and "98765" not in r["text"] for r in records)
+    assert "mail me at <email> or <phone>, good" in records[0]["text"]
+    assert list(log.parent.glob(f"{log.stem}.worker-*{log.suffix}.1")), "rotated per worker"
+    assert counter(url, "sentiment_model_texts_total") - scored == 500  # nothing scored twice
+
+
+def test_the_drift_check_reads_every_worker_log(server, tmp_path: Path) -> None:
+    from stages.drift import read_current
+
+    url, log, _ = server
+    assert httpx.post(f"{url}/predict", json={"text": "fine"}, timeout=30).status_code == 200
+    assert len(read_current(log.parent)) == len(logged(log))
 
 
 @pytest.mark.slow
@@ -319,3 +442,136 @@ def test_a_tampered_model_stops_the_service(
         stop_group(proc, tmp_path / "server.log")
     log = (tmp_path / "server.log").read_text()
     assert proc.returncode != 0 and message in log, log[-3000:]
+
+
+def test_300_concurrent_good_bad_and_oversized_requests(server) -> None:
+    """Every good request 200 with the right shape, every bad one 4xx, none 5xx, still ready."""
+    url, *_ = server
+    requests = {
+        "good": ({"json": {"text": "good shuttle"}}, 200),
+        "bad": ({"json": {"text": ["not", "a", "string"]}}, 400),
+        "blank": ({"json": {"text": "\u200b"}}, 400),
+        "oversized": ({"json": {"text": "x" * (2**20 + 1)}}, 413),
+        "form": ({"data": {"text": "good"}}, 415),
+    }
+    kinds = [list(requests)[i % len(requests)] for i in range(300)]
+
+    def call(kind: str) -> tuple[str, int, dict]:
+        kwargs, _ = requests[kind]
+        response = httpx.post(f"{url}/predict", timeout=120, **kwargs)
+        return kind, response.status_code, response.json()
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(call, kinds))
+    for kind, status, body in answers:
+        assert status == requests[kind][1], (kind, status, body)
+        keys = {"label", "score", "model_version"} if status == 200 else {"error", "detail"}
+        assert set(body) == keys, (kind, body)
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+def test_the_service_passes_schemathesis_against_its_own_document(server, tmp_path: Path) -> None:
+    """Fuzzed from /docs.json: no 5xx, responses as declared, schema-valid requests
+    accepted, invalid ones and undeclared media types refused (bounded examples)."""
+    url, *_ = server
+    run = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{url}/docs.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "40",
+            "--seed",
+            "42",
+            "--generation-database",
+            "none",
+            "--include-path-regex",
+            "^/predict",
+            "--request-timeout",
+            "60",
+            "--no-color",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def ternary_model(path: Path) -> Path:
+    """A classical model with three classes (as ``prepare.label_scheme: ternary`` gives)."""
+    texts = ["great shuttle", "lovely shuttle", "okay shuttle", "average shuttle"] * 5
+    texts += ["worst shuttle", "broken shuttle"] * 5
+    labels = [2, 2, 1, 1] * 5 + [0, 0] * 5
+    pipeline = Pipeline(
+        [("features", TfidfVectorizer()), ("classifier", LogisticRegression(C=100))]
+    ).fit(texts, labels)
+    save_classical(pipeline, path, {"threshold": None, "n_classes": 3, "candidate": "classical"})
+    return path
+
+
+def test_a_three_class_model_answers_with_its_own_label_names(tmp_path: Path) -> None:
+    home = tmp_path / "bentoml"
+    export_model(home, ternary_model(tmp_path / "champion"))
+    proc, url = serve(home, tmp_path)
+    try:
+        wait_ready(proc, f"{url}/readyz", tmp_path / "server.log")
+        texts = ["great shuttle", "average shuttle", "worst shuttle"]
+        response = httpx.post(f"{url}/predict_batch", json={"texts": texts}, timeout=60)
+        assert response.status_code == 200, response.text
+        answers = response.json()
+        assert [a["label"] for a in answers] == ["positive", "neutral", "negative"]
+        assert all(1 / 3 < a["score"] <= 1 for a in answers)  # P(the predicted label)
+    finally:
+        stop_group(proc, tmp_path / "server.log")
+
+
+def test_sigterm_answers_what_was_accepted_and_exits_within_the_bound(
+    bento_home: Path, tmp_path: Path
+) -> None:
+    """SIGTERM under load: every request the service logged was answered 200; the others
+    were refused at connect; the whole process group is gone within 10 s."""
+    proc, url = serve(bento_home, tmp_path)
+    wait_ready(proc, f"{url}/readyz", tmp_path / "server.log")
+
+    def call(i: int) -> tuple[str, object]:
+        text = f"good shuttle {i}"
+        try:
+            return text, httpx.post(f"{url}/predict", json={"text": text}, timeout=30).status_code
+        except httpx.HTTPError as err:
+            return text, type(err).__name__
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            calls = [pool.submit(call, i) for i in range(400)]
+            time.sleep(1.0)  # under load
+            stopped = time.monotonic()
+            os.killpg(proc.pid, signal.SIGTERM)
+            while time.monotonic() < stopped + 60:  # until no process of the group is left
+                proc.poll()
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            took = time.monotonic() - stopped
+            outcomes = dict(f.result() for f in calls)
+    finally:
+        stop_group(proc, tmp_path / "server.log")
+    assert took < 10, f"the process group was gone {took:.1f} s after SIGTERM"
+    answered = {text for text, outcome in outcomes.items() if outcome == 200}
+    logged_texts = {r["text"] for r in logged(tmp_path / "predictions.jsonl")}
+    assert logged_texts <= answered, sorted(logged_texts - answered)[:5]
+    assert set(outcomes.values()) <= {200, "ConnectError"}, set(outcomes.values())
+    assert 0 < len(answered) < 400
+
+
+def test_the_bento_includes_every_module_the_service_imports() -> None:
+    from tests.test_dag import closure
+
+    included = set(yaml.safe_load((REPO / "bentofile.yaml").read_text())["include"])
+    needed = {path for path in closure("service.py") if path.endswith(".py")}
+    assert needed <= included, sorted(needed - included)
