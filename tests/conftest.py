@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,19 +70,19 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, seconds: float = 120
     pytest.fail(f"{url} not ready within {seconds} s: {log.read_text()[-3000:]}")
 
 
-def stop_group(proc: subprocess.Popen, log: Path) -> None:
-    """SIGTERM a server's process group, SIGKILL it if it lingers; never fail teardown."""
+def stop_group(proc: subprocess.Popen, log: Path, grace: float = 15) -> None:
+    """Stop a server as an orchestrator does: SIGTERM to its main process (which stops its
+    workers), then SIGKILL to the whole process group, whatever is left of it after
+    ``grace`` seconds (reported with the server's log); never fails teardown."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        print(
-            f"{proc.args[0]} ignored SIGTERM for 30 s; killed. Log tail:\n{log.read_text()[-2000:]}"
-        )
+        print(f"{proc.args[0]} still running {grace} s after SIGTERM; killed. Log tail:")
+        print(log.read_text()[-2000:])
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # workers the main process left behind
+    proc.wait(timeout=10)
 
 
 def copy_project(dest: Path) -> Path:
