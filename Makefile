@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test test-fast lint lock clean serve bento promote rollback
+.PHONY: run test test-fast lint lock clean serve bento promote rollback exp
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -48,6 +48,14 @@ promote: $(VENV)/.installed
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The headline metrics (eval/headline.json, gate/verdict.json, drift/verdicts.json) and the
+# params: every other column (detail metrics, deps) is dropped.
+EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer|evaluate)\.|Experiment$$|Created$$).*
+
+## exp: compare experiments at a glance: headline metrics and the params that differ
+exp: $(VENV)/.installed
+	$(BIN)/dvc exp show --only-changed --drop '$(EXP_COLUMNS)'
 
 ## serve: serve the promoted model (BentoML store model `sentiment`) on http://127.0.0.1:3000
 serve: $(VENV)/.installed

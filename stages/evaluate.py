@@ -301,7 +301,7 @@ def main() -> None:
         write_plots(test["y"], test["probas"], test["thresholds"], OUT_DIR / "plots")
         export_champion(metrics["champion"]["name"], test["thresholds"], CHAMPION_DIR)
         write_json(OUT_DIR / "metrics.json", metrics)
-        write_json(OUT_DIR / "headline.json", headline(metrics))
+        write_json(OUT_DIR / "headline.json", {"headline": headline(metrics)})
         log_numeric_metrics(metrics)
         mlflow.set_tag("champion", metrics["champion"]["name"])
         mlflow.log_artifacts(str(OUT_DIR / "plots" / "png"), "plots")

@@ -105,27 +105,30 @@ def test_traffic_figures(raw_data: Path) -> None:
     assert stated in README
 
 
-def test_dvc_lists_only_the_17_headline_metrics() -> None:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    declared = [next(iter(m)) for stage in stages.values() for m in stage.get("metrics", [])]
-    assert declared == ["eval/headline.json", "gate/verdict.json", "drift/verdicts.json"]
-    shown = json.loads(
-        subprocess.run(
-            [str(BIN / "dvc"), "metrics", "show", "--json"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    values = {
-        f"{path}:{key}": value
-        for path, entry in shown[""]["data"].items()
-        for key, value in flatten(entry["data"]).items()
+def test_make_exp_shows_the_17_headline_metrics_and_the_params() -> None:
+    """`make exp`'s filter on the real `dvc exp show` table: of the metrics only the headline
+    remains, every param stays (--only-changed then keeps those a sweep varied), no dep."""
+    drop = re.search(r"^EXP_COLUMNS := (.+)$", (REPO / "Makefile").read_text(), re.M)[1]
+    drop = drop.replace("$$", "$")
+    table = subprocess.run(
+        [str(BIN / "dvc"), "exp", "show", "--csv", "--drop", drop],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    columns = table.splitlines()[0].split(",")
+    params = {
+        f"{section}.{key}"
+        for section, values in yaml.safe_load((REPO / "params.yaml").read_text()).items()
+        for key in values
     }
-    assert len(values) == 17, values
-    assert "Together they hold 17 values" in README
-    assert (
-        values["eval/headline.json:champion.name"]
-        == committed("eval/metrics.json")["champion"]["name"]
-    )
+    metrics = [c for c in columns if c not in params and c not in ("Experiment", "Created")]
+    headline = [f"headline.{k}" for k in flatten(committed("eval/headline.json")["headline"])] + [
+        f"{f}.{k}"
+        for f, path in [("gate", "gate/verdict.json"), ("drift", "drift/verdicts.json")]
+        for k in committed(path)[f]
+    ]
+    assert sorted(metrics) == sorted(headline) and len(headline) == 17
+    assert params <= set(columns)
+    assert "17 values in all" in README

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -44,3 +48,26 @@ def test_zizmor_finds_nothing_of_high_severity() -> None:
         if f["determinations"]["severity"] == "High"
     ]
     assert not high
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="PyPI's torch is CPU-only elsewhere")
+def test_make_installs_the_cpu_build_of_the_locked_torch() -> None:
+    """On Linux the CPU build comes first from PyTorch's index; the lock then finds torch
+    installed (its pin has no local label). TORCH_VARIANT picks another build."""
+    version = re.search(r"^torch==(\S+)$", (REPO / "requirements.lock").read_text(), re.M)[1]
+
+    def dry_run(*variables: str) -> str:
+        return subprocess.run(
+            ["make", "-n", "-B", ".venv/.installed", *variables],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    cpu, cuda = dry_run(), dry_run("TORCH_VARIANT=cu128")
+    assert (
+        f'--no-deps --index-url https://download.pytorch.org/whl/cpu "torch=={version}+cpu"' in cpu
+    )
+    assert cpu.index(f"torch=={version}+cpu") < cpu.index("-r requirements.lock")
+    assert f'whl/cu128 "torch=={version}+cu128"' in cuda
