@@ -216,7 +216,7 @@ def test_a_damaged_input_fails_in_one_line_and_writes_nothing(
     assert sorted(p.name for p in earlier.parent.iterdir()) == ["train.parquet"]
 
 
-def test_the_command_prints_one_line_and_a_traceback_only_when_asked(tmp_path: Path) -> None:
+def test_the_command_prints_one_line(tmp_path: Path) -> None:
     damaged_project(tmp_path, "empty file")
     env = os.environ | {
         "PYTHONPATH": str(REPO),
@@ -226,11 +226,17 @@ def test_the_command_prints_one_line_and_a_traceback_only_when_asked(tmp_path: P
     command = [sys.executable, "-m", "stages.prepare"]
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert (run.returncode, run.stderr) == (1, "prepare: data/raw/reviews.csv: empty file\n")
-    debug = subprocess.run(
-        [*command, "--debug"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert debug.returncode == 1
-    assert "Traceback" in debug.stderr and "EmptyDataError" in debug.stderr
+
+
+def test_debug_shows_the_error_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    damaged_project(tmp_path, "empty file")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(REPO / "stages" / "prepare.py"), "--debug"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SENTIMENT_DEBUG", "")  # --debug sets it: undone after the test
+    with pytest.raises(DataValidationError, match="empty file") as raised:
+        entry_point(prepare_main)  # re-raised with its traceback, not turned into one line
+    assert isinstance(raised.value.__cause__, pd.errors.EmptyDataError)
 
 
 def test_appended_texts_follow_earlier_rows_else_their_hash() -> None:
