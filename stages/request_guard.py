@@ -38,6 +38,11 @@ ERROR_SCHEMA = {
         },
     },
 }
+UNAVAILABLE_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
 REFUSALS = {
     "400": "Not JSON, not the request schema, or a text with nothing to score",
     "413": "Body larger than SENTIMENT_MAX_BODY_BYTES",
@@ -87,6 +92,10 @@ def with_routes(spec: dict[str, Any], routes: dict[str, Route]) -> dict[str, Any
         ok = operation["responses"]["200"]
         operation["responses"] = {"200": ok} | {
             status: {"description": text, "content": error} for status, text in REFUSALS.items()
+        }
+        operation["responses"]["503"] = {  # BentoML's own body for a server-side failure
+            "description": "The model did not answer within SENTIMENT_MODEL_CALL_TIMEOUT_S",
+            "content": {"application/json": {"schema": UNAVAILABLE_SCHEMA}},
         }
     return spec
 
