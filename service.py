@@ -11,6 +11,8 @@ Environment:
   ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``stages/request_guard.py`` enforces
   them before BentoML reads a request, and ``/docs.json`` declares them);
 - ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
+- ``SENTIMENT_MODEL_DRAIN_S`` (3): on SIGTERM the model service keeps scoring this long, so
+  the API workers (stopped at the same time) can finish the requests they accepted;
 - ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
   exceed the batching window (10 s), so a call that times out is never resent;
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
@@ -31,6 +33,8 @@ import json
 import logging
 import logging.handlers
 import os
+import signal
+import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -62,6 +66,7 @@ if MODEL_CALL_TIMEOUT_S <= BATCH_WINDOW_MS / 1000:
         f"window ({BATCH_WINDOW_MS / 1000:g} s): a call timed out while queued would be lost"
     )
 REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
+MODEL_DRAIN_S = float(os.environ.get("SENTIMENT_MODEL_DRAIN_S", "3"))
 
 ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
@@ -122,6 +127,24 @@ ROUTES = {
 }
 
 
+def defer_sigterm(seconds: float) -> None:
+    """Pass SIGTERM on to the server's own handler ``seconds`` later (main thread only).
+
+    BentoML's arbiter stops every service at once; without this the model service would
+    close while the API still has accepted requests to score (seen as 500s in a test).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    stop = signal.getsignal(signal.SIGTERM)
+    if not callable(stop):
+        return
+
+    def later(signum: int, frame: object) -> None:
+        threading.Timer(seconds, stop, (signum, frame)).start()
+
+    signal.signal(signal.SIGTERM, later)
+
+
 def inference_logger() -> logging.Logger | None:
     """A JSONL logger with size-based rotation, one file per API worker, or None when off."""
     path = os.environ.get("SENTIMENT_INFERENCE_LOG", "inference-log/predictions.jsonl")
@@ -175,6 +198,7 @@ class SentimentModel:
             name="sentiment_model_texts_total",
             documentation="Texts scored by the model service",
         )
+        defer_sigterm(MODEL_DRAIN_S)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:

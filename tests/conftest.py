@@ -119,7 +119,7 @@ def pulled_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     root = copy_project(tmp_path_factory.mktemp("pipeline"))
     pull = subprocess.run(
-        ["dvc", "pull", "--allow-missing", "-q", *RAW_DATA],
+        ["dvc", "pull", *RAW_DATA],
         cwd=root,
         env=project_env(root),
         capture_output=True,
@@ -128,8 +128,12 @@ def pulled_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     missing = [path for path in RAW_DATA if not (root / path).is_file()]
     if pull.returncode or missing:
-        why = (pull.stderr.strip().splitlines() or ["nothing fetched"])[-1]
-        reason = f"needs the real data, and `dvc pull` from the configured remote failed: {why}"
+        errors = [line for line in pull.stderr.splitlines() if line.startswith("ERROR")]
+        why = errors[0].removeprefix("ERROR: ").split(" - ")[0] if errors else "no error given"
+        reason = (
+            f"needs the real data: `dvc pull` could not fetch {', '.join(missing or RAW_DATA)} "
+            f"from the configured DVC remote ({why})"
+        )
         if os.environ.get("SENTIMENT_REQUIRE_DATA") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
