@@ -42,7 +42,7 @@ import aiohttp
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.request_guard import RequestGuard, Route
+from stages.request_guard import RequestGuard, Route, request_schema
 from stages.serving import (
     VISIBLE,
     label_names,
@@ -93,34 +93,16 @@ class Prediction(BaseModel):
     model_version: str
 
 
-TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": VISIBLE}
 ROUTES = {
     "/predict": Route(
         PredictRequest,
-        {
-            "type": "object",
-            "required": ["text"],
-            "additionalProperties": False,
-            "properties": {"text": TEXT_SCHEMA},
-        },
+        request_schema(PredictRequest, VISIBLE),
         lambda request: [(["text"], request.text)],
         nothing_to_score,
     ),
     "/predict_batch": Route(
         PredictBatchRequest,
-        {
-            "type": "object",
-            "required": ["texts"],
-            "additionalProperties": False,
-            "properties": {
-                "texts": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_BATCH,
-                    "items": TEXT_SCHEMA,
-                }
-            },
-        },
+        request_schema(PredictBatchRequest, VISIBLE),
         lambda request: [(["texts", i], text) for i, text in enumerate(request.texts)],
         nothing_to_score,
     ),

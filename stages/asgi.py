@@ -34,3 +34,13 @@ def patch_json(send: Send, transform: Callable[[dict[str, Any]], dict[str, Any]]
         await send({"type": "http.response.body", "body": body})
 
     return patched
+
+
+async def respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a whole JSON response."""
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    start += headers or []
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})

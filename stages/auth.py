@@ -13,7 +13,7 @@ import hmac
 import json
 from typing import Any
 
-from stages.asgi import App, Receive, Scope, Send, patch_json
+from stages.asgi import App, Receive, Scope, Send, patch_json, respond
 
 PROBES = ("/readyz", "/livez", "/healthz")
 DOCS = ("/", "/docs.json", "/schema.json", "/metrics", "/static_content/")
@@ -78,15 +78,4 @@ class BearerAuth:
                 send = patch_json(send, lambda spec: with_bearer_scheme(spec, self.opened))
             return await self.app(scope, receive, send)
         body = json.dumps({"error": "missing or wrong bearer token"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, 401, body, [(b"www-authenticate", b"Bearer")])

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from stages.asgi import App, Message, Receive, Scope, Send, patch_json
+from stages.asgi import App, Message, Receive, Scope, Send, patch_json, respond
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -64,10 +64,22 @@ def error_body(error: str, detail: list[dict[str, Any]] | None = None) -> bytes:
     return json.dumps({"error": " ".join(error.split()), "detail": detail or []}).encode()
 
 
-async def respond(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def request_schema(model: type[BaseModel], text_pattern: str) -> dict[str, Any]:
+    """The request model's JSON schema, every string in it also held to ``text_pattern``."""
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string":
+                node["pattern"] = text_pattern
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    schema = model.model_json_schema()
+    visit(schema)
+    return schema
 
 
 def refusal(err: ValidationError) -> bytes:
