@@ -11,8 +11,9 @@ Environment:
   ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``stages/request_guard.py`` enforces
   them before BentoML reads a request, and ``/docs.json`` declares them);
 - ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
-- ``SENTIMENT_MODEL_DRAIN_S`` (3): on SIGTERM the model service keeps scoring this long, so
-  the API workers (stopped at the same time) can finish the requests they accepted;
+- ``SENTIMENT_MODEL_DRAIN_S`` (3): on SIGTERM the model service keeps scoring until it has
+  been idle for 0.5 s, at most this long, so the API workers (stopped at the same time) can
+  finish the requests they accepted;
 - ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
   exceed the batching window (10 s), so a call that times out is never resent;
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
@@ -35,6 +36,7 @@ import logging.handlers
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -109,8 +111,31 @@ ROUTES = {
 }
 
 
-def defer_sigterm(seconds: float) -> None:
-    """Pass SIGTERM on to the server's own handler ``seconds`` later (main thread only).
+class Activity:
+    """Calls in flight and when the last one ended, so a stop can wait for a quiet moment."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.last = time.monotonic()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.last = time.monotonic()
+
+    def quiet_for(self, seconds: float) -> bool:
+        with self.lock:
+            return not self.in_flight and time.monotonic() - self.last >= seconds
+
+
+def defer_sigterm(activity: Activity, quiet_s: float, at_most_s: float) -> None:
+    """Pass SIGTERM on to the server's own handler once ``activity`` has been quiet for
+    ``quiet_s``, or ``at_most_s`` after the signal (main thread only).
 
     BentoML's arbiter stops every service at once; without this the model service would
     close while the API still has accepted requests to score (seen as 500s in a test).
@@ -121,8 +146,14 @@ def defer_sigterm(seconds: float) -> None:
     if not callable(stop):
         return
 
+    def drain_then_stop(signum: int, frame: object) -> None:
+        deadline = time.monotonic() + at_most_s
+        while time.monotonic() < deadline and not activity.quiet_for(quiet_s):
+            time.sleep(0.05)
+        stop(signum, frame)
+
     def later(signum: int, frame: object) -> None:
-        threading.Timer(seconds, stop, (signum, frame)).start()
+        threading.Thread(target=drain_then_stop, args=(signum, frame), daemon=True).start()
 
     signal.signal(signal.SIGTERM, later)
 
@@ -180,13 +211,15 @@ class SentimentModel:
             name="sentiment_model_texts_total",
             documentation="Texts scored by the model service",
         )
-        defer_sigterm(MODEL_DRAIN_S)
+        self.activity = Activity()
+        defer_sigterm(self.activity, quiet_s=0.5, at_most_s=MODEL_DRAIN_S)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         from stages.predictor import decide
 
-        proba = self.predictor.predict_proba(texts)
+        with self.activity:
+            proba = self.predictor.predict_proba(texts)
         labels = decide(proba, self.threshold)
         self.scored.inc(len(texts))
         return [
