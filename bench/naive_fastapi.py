@@ -1,5 +1,6 @@
 """Baseline for bench.serve_load: FastAPI scoring one text per request, as the reference
-projects served (no batching). Same promoted model, same predictor code."""
+projects served (no batching, no log). Same promoted model, same predictor code;
+``SENTIMENT_INFERENCE_BACKEND`` picks torch or ONNX Runtime for a transformer."""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Load test on loopback: the BentoML service vs a naive one-text-per-request FastAPI app.
+"""Load test on loopback: the BentoML service vs naive one-text-per-request FastAPI apps.
 
     python -m bench.serve_load [--seconds 20] [--levels 1 16 64] [--model-dir DIR]
 
-Both serve the same model: the promoted one (BentoML store ``sentiment:latest``; run the
-gate first), or ``--model-dir`` (e.g. ``models/transformer`` or ``models/classical``),
-exported into a temporary BentoML store so each flavor can be measured as champion.
-Each concurrency level sends single-text ``POST /predict`` requests for ``--seconds``
-(bounded), then reports req/s, p50/p99 latency, errors and the CPU cores used by the
-server processes and by this load generator (they share the machine); also the
+Three servers, one at a time, serve the same model: the naive FastAPI app scoring with
+torch (what a user would write first), the same app with ONNX Runtime, and the BentoML
+service (ONNX Runtime, adaptive batching, inference log on as deployed). The model is the
+promoted one (BentoML store ``sentiment:latest``; run the gate first), or ``--model-dir``
+(e.g. ``models/transformer`` or ``models/classical``), exported into a temporary BentoML
+store so each flavor can be measured as champion (the backend matters only for a
+transformer). Each concurrency level sends single-text ``POST /predict`` requests for
+``--seconds`` (bounded), then reports req/s, p50/p99 latency, errors and the CPU cores used
+by the server processes and by this load generator (they share the machine); also the
 in-process ``predict_proba`` throughput at batch 64 as the ceiling. Last line: one JSON
 object.
 """
@@ -45,11 +48,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(kind: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SENTIMENT_INFERENCE_LOG": "off", "BENTOML_DO_NOT_TRACK": "true"}
+# name: (server, inference backend)
+SERVERS = {
+    "naive-torch": ("fastapi", "torch"),
+    "naive-onnx": ("fastapi", "onnx"),
+    "bentoml-onnx": ("bentoml", "onnx"),
+}
+
+
+def launch(kind: str, port: int, log_dir: Path) -> subprocess.Popen:
+    server, backend = SERVERS[kind]
+    env = {
+        **os.environ,
+        "SENTIMENT_INFERENCE_LOG": str(log_dir / kind / "predictions.jsonl"),
+        "SENTIMENT_INFERENCE_BACKEND": backend,
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
     cmd = (
         [str(BIN / "bentoml"), "serve", "service:Sentiment"]
-        if kind == "bentoml"
+        if server == "bentoml"
         else [str(BIN / "uvicorn"), "bench.naive_fastapi:app", "--log-level", "warning"]
     )
     return subprocess.Popen(
@@ -151,6 +168,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--model-dir", type=Path, help="serve this model directory instead")
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     args = parser.parse_args()
     if args.model_dir:
         use_model_dir(args.model_dir)
@@ -168,9 +186,11 @@ def main() -> None:
     del predictor
 
     results: dict[str, dict] = {}
-    for kind in ("bentoml", "fastapi"):
+    log_dir = Path(tempfile.mkdtemp(prefix="serve-load-log-"))
+    atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
+    for kind in args.servers:
         port = free_port()
-        proc = launch(kind, port)
+        proc = launch(kind, port, log_dir)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc)
@@ -188,21 +208,27 @@ def main() -> None:
         f"{ceiling} texts/s at batch 64; {os.cpu_count()} cores shared by servers and client"
     )
     print(
-        f"{'server':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} "
+        f"{'server':12s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} "
         f"{'errors':>6s} {'cores':>11s}"
     )
     for kind, by_level in results.items():
         for conc, r in by_level.items():
             print(
-                f"{kind:8s} {conc:>4s} {r['req_per_s']:8.1f} {r['p50_ms']:8.1f} "
+                f"{kind:12s} {conc:>4s} {r['req_per_s']:8.1f} {r['p50_ms']:8.1f} "
                 f"{r['p99_ms']:8.1f} {r['errors']:6d} "
                 f"{r['server_cores']:5.2f}+{r['client_cores']:.2f}"
             )
     ratio = {
-        c: round(results["bentoml"][c]["req_per_s"] / results["fastapi"][c]["req_per_s"], 2)
-        for c in results["bentoml"]
+        naive: {
+            c: round(results["bentoml-onnx"][c]["req_per_s"] / results[naive][c]["req_per_s"], 2)
+            for c in results[naive]
+        }
+        for naive in ("naive-torch", "naive-onnx")
+        if naive in results and "bentoml-onnx" in results
     }
-    print(f"BentoML / FastAPI req/s: {ratio}  (cores: server+client)")
+    logged = sum(1 for f in (log_dir / "bentoml-onnx").glob("*.jsonl*") for _ in f.open())
+    print(f"BentoML / naive req/s: {ratio}  (cores: server+client)")
+    print(f"BentoML inference log: {logged} lines")
     print(
         json.dumps(
             {
@@ -213,7 +239,8 @@ def main() -> None:
                 "in_process_texts_per_s": ceiling,
                 "seconds_per_level": args.seconds,
                 **results,
-                "ratio_bentoml_to_fastapi": ratio,
+                "ratio_bentoml_to": ratio,
+                "bentoml_log_lines": logged,
             }
         )
     )

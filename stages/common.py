@@ -13,10 +13,12 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import pandas as pd
 import yaml
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the model service has none
+    import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = "params.yaml"
@@ -171,5 +173,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def read_split(path: str | Path) -> tuple[list[str], list[int]]:
     """Read a prepared split as plain Python lists of texts and integer labels."""
+    import pandas as pd
+
     df = pd.read_parquet(path, columns=["text", "label"])
     return df["text"].tolist(), df["label"].astype(int).tolist()

@@ -3,12 +3,15 @@
 A model directory holds ``meta.json`` (flavor, label names, decision threshold, version)
 beside the flavor's files. ``load_predictor(dir)`` returns an object with
 ``predict_proba(texts) -> (n, n_classes)`` and ``predict(texts) -> label ids``; raw text
-goes in, cleaning happens here and nowhere else.
+goes in, cleaning happens here and nowhere else. A transformer is scored by ONNX Runtime
+when its directory has an ONNX export, else by torch (``SENTIMENT_INFERENCE_BACKEND``
+forces either).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +22,7 @@ from stages.model_files import load_skops, save_skops
 from stages.text import clean_text
 
 META_FILE = "meta.json"
+BACKENDS = ("auto", "onnx", "torch")
 
 
 class Predictor(Protocol):
@@ -95,6 +99,19 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def transformer_backend(model_dir: Path) -> str:
+    """``onnx`` when the directory has an ONNX export, else ``torch``;
+    ``SENTIMENT_INFERENCE_BACKEND=torch|onnx`` forces one (``auto`` is the default)."""
+    from stages.onnx_model import ONNX_FILE
+
+    chosen = os.environ.get("SENTIMENT_INFERENCE_BACKEND", "auto").lower()
+    if chosen not in BACKENDS:
+        raise ValueError(f"SENTIMENT_INFERENCE_BACKEND: {chosen!r} is not one of {BACKENDS}")
+    if chosen == "auto":
+        return "onnx" if (model_dir / ONNX_FILE).is_file() else "torch"
+    return chosen
+
+
 def load_predictor(model_dir: str | Path) -> Predictor:
     """Load a model directory of either flavor."""
     model_dir = Path(model_dir)
@@ -104,7 +121,16 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     if meta["flavor"] == "ensemble":
         return EnsemblePredictor.load(model_dir, meta)
     if meta["flavor"] == "transformer":
-        from stages.transformer_model import TransformerPredictor
+        if transformer_backend(model_dir) == "onnx":
+            from stages.onnx_model import OnnxPredictor
 
+            return OnnxPredictor(model_dir, meta)
+        try:
+            from stages.transformer_model import TransformerPredictor
+        except ImportError as err:  # the serving image has no torch
+            raise RuntimeError(
+                f"{model_dir}: scoring with torch needs requirements.lock ({err}); "
+                "a model directory with model.onnx is scored without it"
+            ) from err
         return TransformerPredictor(model_dir, meta)
     raise ValueError(f"{model_dir}: unknown model flavor {meta['flavor']!r}")

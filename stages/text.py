@@ -35,6 +35,11 @@ def emoji_as_words(text: str) -> str:
     return " ".join(emoji.demojize(text, delimiters=(" ", " ")).replace("_", " ").split())
 
 
+def model_text(text: str) -> str:
+    """Raw review -> the text the transformer sees (training and inference alike)."""
+    return emoji_as_words(clean_text(text))
+
+
 @cache
 def _tweet_tokenizer() -> TweetTokenizer:
     return TweetTokenizer(preserve_case=False, reduce_len=True)

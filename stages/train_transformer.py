@@ -3,6 +3,9 @@
 Dynamic padding over length-grouped batches, AdamW with linear warmup and weight decay,
 gradient clipping, early stopping on validation macro-F1 (best epoch kept), decision
 threshold chosen on validation. Seeded; runs on CUDA when present, else every CPU core.
+The model directory also holds an ONNX export, and with ``quantize`` an int8 copy of it,
+kept only when it costs less than 0.5 validation macro-F1 points and no behavioural pass
+rate drops more than 0.05 (``meta.json`` says which, and why).
 """
 
 from __future__ import annotations
@@ -30,23 +33,26 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from stages.behaviour import run_suite
 from stages.common import LABEL_NAMES, atomic_path, entry_point, load_params, read_split, write_json
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
-from stages.predictor import best_threshold, decide
+from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor
+from stages.predictor import META_FILE, best_threshold, decide, predict
+from stages.text import model_text
 from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
     base_model_dir,
-    model_text,
     pick_device,
     probabilities,
-    quantize,
+    quantize_onnx,
     save_transformer,
 )
 
 MODEL_DIR = Path("models/transformer")
 OUT_DIR = Path("train_transformer")
 MAX_QUANTIZATION_LOSS = 0.005  # int8 is used only when it costs < 0.5 macro-F1 points
+MAX_BEHAVIOUR_DROP = 0.05  # ... and no behavioural pass rate drops more (gate's default)
 
 
 def subsample(texts: list[str], labels: list[int], n: int | None, seed: int):
@@ -196,18 +202,27 @@ def train(
     }
 
 
-def quantization_check(result: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Validation macro-F1 in fp32 and int8; int8 is kept only when it costs < 0.5 points."""
-    fp32 = macro_f1(result["val_labels"], decide(result["val_proba"], result["threshold"]))
-    model = copy.deepcopy(result["model"]).cpu()
-    int8_proba = probabilities(
-        quantize(model), result["tokenizer"], result["val_texts"], params["max_length"]
-    )
-    int8 = macro_f1(result["val_labels"], decide(int8_proba, result["threshold"]))
+def quantization_check(model_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The ONNX export in fp32 and in int8 (``model.int8.onnx``, written before) on validation
+    and on the behavioural suite. int8 is kept only when it costs less than 0.5 validation
+    macro-F1 points and no behavioural pass rate drops more than the gate allows a new model
+    (``MAX_BEHAVIOUR_DROP``); otherwise its file is removed."""
+    meta = json.loads((model_dir / META_FILE).read_text())
+    scores, behaviour = {}, {}
+    for name, quantized in (("fp32", False), ("int8", True)):
+        predictor = OnnxPredictor(model_dir, meta | {"quantized": quantized})
+        proba = predictor.proba_of_model_texts(result["val_texts"])
+        scores[name] = macro_f1(result["val_labels"], decide(proba, result["threshold"]))
+        behaviour[name] = run_suite(lambda batch, p=predictor: predict(p, batch))
+    drop = max(behaviour["fp32"][k] - behaviour["int8"][k] for k in behaviour["fp32"])
+    kept = scores["fp32"] - scores["int8"] < MAX_QUANTIZATION_LOSS and drop <= MAX_BEHAVIOUR_DROP
+    if not kept:
+        (model_dir / ONNX_INT8_FILE).unlink()
     return {
-        "val_macro_f1_fp32": fp32,
-        "val_macro_f1_int8": int8,
-        "quantized": bool(params["quantize"]) and fp32 - int8 < MAX_QUANTIZATION_LOSS,
+        "val_macro_f1_fp32": round(scores["fp32"], 5),
+        "val_macro_f1_int8": round(scores["int8"], 5),
+        "behaviour_drop_int8": round(drop, 4),
+        "quantized": kept,
     }
 
 
@@ -248,32 +263,29 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             ),
         )
         seconds = time.perf_counter() - started
-        quant = (
-            quantization_check(result, params) if result["n_classes"] == 2 else {"quantized": False}
-        )
+        meta = {
+            "threshold": result["threshold"],
+            "n_classes": result["n_classes"],
+            "max_length": params["max_length"],
+            "base_model": Path(result["base_model"]).name,
+            "best_epoch": result["best_epoch"],
+            "val_macro_f1": round(result["history"][result["best_epoch"] - 1]["val_macro_f1"], 5),
+        }
+        with atomic_path(MODEL_DIR) as tmp:
+            save_transformer(result["model"], result["tokenizer"], tmp, meta)
+            quant = {"quantized": False}
+            if params["quantize"]:
+                quantize_onnx(tmp)
+                quant = quantization_check(tmp, result)
+                write_json(tmp / META_FILE, json.loads((tmp / META_FILE).read_text()) | quant)
         summary = {
             "best_epoch": result["best_epoch"],
             "epochs_run": len(result["history"]),
-            "val_macro_f1": round(result["history"][result["best_epoch"] - 1]["val_macro_f1"], 5),
+            "val_macro_f1": meta["val_macro_f1"],
             "threshold": result["threshold"],
             "train_seconds": round(seconds, 1),
             **{k: round(v, 5) if isinstance(v, float) else v for k, v in quant.items()},
         }
-        with atomic_path(MODEL_DIR) as tmp:
-            save_transformer(
-                result["model"],
-                result["tokenizer"],
-                tmp,
-                {
-                    "threshold": result["threshold"],
-                    "n_classes": result["n_classes"],
-                    "max_length": params["max_length"],
-                    "quantized": quant["quantized"],
-                    "base_model": Path(result["base_model"]).name,
-                    "best_epoch": result["best_epoch"],
-                    "val_macro_f1": summary["val_macro_f1"],
-                },
-            )
         write_json(OUT_DIR / "metrics.json", summary)
         save_curve(result["history"], OUT_DIR)
         log_numeric_metrics(summary)

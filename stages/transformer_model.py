@@ -1,13 +1,17 @@
-"""Fine-tuned transformer: locating the base model, saving, and fast CPU inference.
+"""Fine-tuned transformer on torch: locating the base model, saving, ONNX export, inference.
 
-``TransformerPredictor.predict_proba`` cleans the texts, groups them by token length so that
-padding and the number of forward passes cost the least (``length_batches``), runs under
-``torch.inference_mode()`` and, when ``meta.json`` says so, on an int8 dynamically quantized
-copy of the model.
+``save_transformer`` writes the safetensors weights, the tokenizer, ``meta.json`` and an ONNX
+export (``model.onnx``, dynamic batch and sequence axes), which is what evaluate, the gate,
+drift, batch scoring and the service score through (``stages/onnx_model.py``).
+``TransformerPredictor`` scores the fp32 weights with torch: the reference the ONNX export
+is checked against, and the backend for a directory with no ONNX file.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -17,14 +21,10 @@ import numpy as np
 import torch
 
 from stages.common import write_json
-from stages.text import clean_text, emoji_as_words
+from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, ONNX_OPSET, length_batches
+from stages.text import model_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def model_text(text: str) -> str:
-    """Raw review -> the text the transformer sees (training and inference alike)."""
-    return emoji_as_words(clean_text(text))
 
 
 def base_model_dir(configured: str | None) -> Path:
@@ -40,56 +40,12 @@ def base_model_dir(configured: str | None) -> Path:
     return path
 
 
-# The fixed cost of one forward pass, in padded tokens: on 2 CPU cores a MiniLM pass costs
-# 5-7 ms (reading ~40 MB of weights) plus about 0.1 ms a padded token, whatever the batch
-# shape (`python -m bench.transformer_infer` fits both; their ratio came out at 59-64).
-FORWARD_OVERHEAD_TOKENS = 64
-
-
 def pick_device() -> torch.device:
     """CUDA when present, else the CPU with every core."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     torch.set_num_threads(os.cpu_count() or 1)
     return torch.device("cpu")
-
-
-def quantize(model: torch.nn.Module) -> torch.nn.Module:
-    """int8 dynamic quantization of the Linear layers (CPU inference)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch deprecates its quantized tensors in favour of torchao, but still supports
-        # them; the warning repeats for every layer.
-        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def length_batches(
-    lengths: list[int], max_rows: int, overhead_tokens: int = FORWARD_OVERHEAD_TOKENS
-) -> list[np.ndarray]:
-    """Indices in length order, grouped so that scoring them costs the least.
-
-    A batch is padded to its longest text, and every forward pass also pays a fixed cost
-    (on a CPU mostly reading the weights) worth about ``overhead_tokens`` padded tokens. The
-    groups are runs of the length-sorted order of at most ``max_rows`` texts, chosen by
-    dynamic programming to minimise sum(overhead_tokens + rows x longest length).
-    """
-    order = np.argsort(lengths, kind="stable")
-    longest = np.asarray(lengths)[order]
-    n = len(order)
-    cost = np.zeros(n + 1)
-    start_of = np.zeros(n + 1, dtype=int)
-    for end in range(1, n + 1):
-        starts = np.arange(max(0, end - max_rows), end)
-        candidates = cost[starts] + overhead_tokens + (end - starts) * longest[end - 1]
-        best = int(np.argmin(candidates))
-        cost[end], start_of[end] = candidates[best], starts[best]
-    batches, end = [], n
-    while end > 0:
-        batches.append(order[start_of[end] : end])
-        end = start_of[end]
-    return batches[::-1]
 
 
 def probabilities(
@@ -133,7 +89,7 @@ def probabilities(
 
 
 def save_transformer(model: Any, tokenizer: Any, model_dir: Path, meta: dict[str, Any]) -> None:
-    """safetensors weights, tokenizer, config and ``meta.json`` (labels, threshold, ...).
+    """safetensors weights, tokenizer, config, ``model.onnx`` and ``meta.json``.
 
     ``local_files_only`` (set by ``HF_HUB_OFFLINE``) is a loading option, not part of the
     tokenizer: kept, it would change the output's bytes with the environment.
@@ -141,11 +97,61 @@ def save_transformer(model: Any, tokenizer: Any, model_dir: Path, meta: dict[str
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.init_kwargs.pop("local_files_only", None)
     tokenizer.save_pretrained(model_dir)
-    write_json(model_dir / "meta.json", {"flavor": "transformer", **meta})
+    export_onnx(model, tokenizer, model_dir / ONNX_FILE)
+    write_json(
+        model_dir / "meta.json",
+        {"flavor": "transformer", "onnx_opset": ONNX_OPSET, "quantized": False, **meta},
+    )
+
+
+def export_onnx(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
+    """The model as ONNX (opset ``ONNX_OPSET``), batch and sequence axes dynamic.
+
+    TorchScript tracing (``dynamo=False``): it needs no extra packages and gives the same
+    bytes for the same weights. The example batch has two lengths, so padding is traced.
+    """
+    model = copy.deepcopy(model).cpu().eval()
+    # A copy: padding=True would stay set on the tokenizer and change its saved bytes.
+    example = copy.deepcopy(tokenizer)(["a b c", "a"], padding=True, return_tensors="pt")
+    # Graph inputs are named in the order of forward()'s parameters, not the tokenizer's.
+    names = [name for name in inspect.signature(model.forward).parameters if name in example]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    with warnings.catch_warnings():
+        # The tracer warns about Python branches on shapes in the attention-mask code; the
+        # parity test checks that every batch shape scores as torch does.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (),
+            str(path),
+            kwargs={name: example[name] for name in names},
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes | {"logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+
+
+def quantize_onnx(model_dir: Path) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx``: ONNX Runtime's dynamic int8, per channel."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = model_dir / ONNX_INT8_FILE
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the graph first, every time
+    try:
+        quantize_dynamic(
+            model_dir / ONNX_FILE, target, per_channel=True, weight_type=QuantType.QInt8
+        )
+    finally:
+        root.setLevel(level)
+    return target
 
 
 class TransformerPredictor:
-    """Loads a saved fine-tuned model directory for inference."""
+    """Scores a saved fine-tuned model directory with torch (fp32 weights)."""
 
     def __init__(self, model_dir: Path, meta: dict[str, Any], batch_size: int = 64):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -154,10 +160,7 @@ class TransformerPredictor:
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        model.to(pick_device()).eval()
-        if meta.get("quantized") and next(model.parameters()).device.type == "cpu":
-            model = quantize(model)
-        self.model = model
+        self.model = model.to(pick_device()).eval()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return probabilities(

@@ -331,6 +331,8 @@ def test_bentoml_build(bento_home: Path, tmp_path: Path) -> None:
     stored = bentoml.models.get("sentiment:latest", _model_store=ModelStore(home / "models"))
     assert [m["tag"] for m in packaged] == [str(stored.tag)], "the promoted model is packaged"
     assert (bento / "src" / "stages" / "predictor.py").is_file()
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    assert "onnxruntime==" in requirements and "torch" not in requirements  # the serving lock
 
 
 TOKEN = "correct horse battery staple"
@@ -414,18 +416,27 @@ def crafted(model_dir: Path) -> None:
     save_skops(crafted_pipeline(True), model_dir / "model.skops")
 
 
+LOAD_AS_THE_SERVICE_DOES = (
+    "import bentoml; from stages.model_files import bento_model_dir; "
+    "from stages.predictor import load_predictor; "
+    "load_predictor(bento_model_dir(bentoml.models.get('sentiment:latest')))"
+)
+
+
 @pytest.mark.parametrize(
-    ("tamper", "exported_after", "message"),
+    ("tamper", "exported_after", "message", "served"),
     [
-        (flip_a_byte, False, "model files differ: model.skops has sha256"),
-        (crafted, False, "model files differ: model.skops has sha256"),
-        (crafted, True, "refusing to load untrusted types"),
+        (flip_a_byte, False, "model files differ: model.skops has sha256", False),
+        (crafted, False, "model files differ: model.skops has sha256", False),
+        (crafted, True, "refusing to load untrusted types", True),
     ],
 )
 def test_a_tampered_model_stops_the_service(
-    tamper, exported_after: bool, message: str, tmp_path: Path
+    tamper, exported_after: bool, message: str, served: bool, tmp_path: Path
 ) -> None:
-    """Changed after export: the digests catch it. Exported as is: the allowlist does."""
+    """Changed after export: the digests catch it. Exported as is: the allowlist does.
+    One case starts the real server; the others run the loading code its model service
+    runs at start (``SentimentModel.__init__``), in a fresh process."""
     home = tmp_path / "bentoml"
     model_dir = make_model(tmp_path / "champion", 6)
     if exported_after:
@@ -434,6 +445,16 @@ def test_a_tampered_model_stops_the_service(
     if not exported_after:
         (stored,) = (home / "models" / "sentiment").glob("*/model")
         tamper(stored)
+    if not served:
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD_AS_THE_SERVICE_DOES],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
+        )
+        assert done.returncode != 0 and message in done.stderr, done.stderr[-3000:]
+        return
     # As in the container image: a worker that fails to start is not respawned.
     proc, _ = serve(home, tmp_path, BENTOML_CONTAINERIZED="true")
     try:

@@ -15,7 +15,8 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from stages import train_transformer as tt
 from stages.model_files import file_digests
 from stages.predictor import load_predictor, predict
-from stages.transformer_model import model_text, probabilities
+from stages.text import model_text
+from stages.transformer_model import probabilities
 
 WORDS = [
     "good",
@@ -121,7 +122,7 @@ def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path
     texts = ["very good shuttle", "worst 👍", "the shuttle is terrible READ MORE"]
     reloaded = predictor.predict_proba(texts)
     direct = probabilities(result["model"], result["tokenizer"], [model_text(t) for t in texts], 16)
-    np.testing.assert_allclose(reloaded, direct, atol=1e-6)
+    np.testing.assert_allclose(reloaded, direct, atol=1e-5)  # ONNX Runtime vs torch
     assert predict(predictor, texts).shape == (3,)
 
 
@@ -198,7 +199,7 @@ def batching_cost(batches, lengths, overhead: int) -> int:
     overhead=st.integers(0, 200),
 )
 def test_length_batches_cover_every_text_once_at_least_cost(lengths, max_rows, overhead) -> None:
-    from stages.transformer_model import length_batches
+    from stages.onnx_model import length_batches
 
     batches = length_batches(lengths, max_rows, overhead)
     assert sorted(i for b in batches for i in b.tolist()) == list(range(len(lengths)))
@@ -225,7 +226,7 @@ def split_at(order: list[int], cuts) -> list[list[int]]:
 
 
 def test_length_batches_trade_padding_against_passes() -> None:
-    from stages.transformer_model import length_batches
+    from stages.onnx_model import length_batches
 
     lengths = [4, 5, 120, 6, 7]
     # A pass costs nothing: a pass per text, nothing padded.

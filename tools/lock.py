@@ -1,7 +1,8 @@
 """Resolve pyproject.toml's dependencies into pinned lock files (``make lock``).
 
 pip resolves without installing (``--dry-run --report``); the runtime lock pins every
-package the pipeline and service need, the dev lock adds the test and lint tools.
+package the pipeline and service need, the dev lock adds the test and lint tools, and the
+serving lock pins the ``serving`` dependency group at the runtime lock's versions.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ def write(path: str, header: str, pins: dict[str, str]) -> None:
 
 
 def main() -> None:
-    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads(Path("pyproject.toml").read_text())
+    project = pyproject["project"]
     runtime = resolve(project["dependencies"])
     everything = resolve(project["dependencies"] + project["optional-dependencies"]["dev"])
     write("requirements.lock", "Runtime dependencies (pipeline, service, bento).", runtime)
     dev = {n: v for n, v in everything.items() if runtime.get(n) != v}
     write("requirements-dev.lock", "Test and lint tools, on top of requirements.lock.", dev)
+    serving = resolve(["-c", "requirements.lock", *pyproject["dependency-groups"]["serving"]])
+    write("requirements-serving.lock", "Serving dependencies (the bento's image).", serving)
     Path("requirements-dev.lock").write_text(
         Path("requirements-dev.lock")
         .read_text()

@@ -1,0 +1,99 @@
+"""The ONNX export and the ONNX Runtime backend, against torch on the same weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from stages import train_transformer as tt
+from stages.model_files import file_digests
+from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor, onnx_file
+from stages.predictor import load_predictor, read_meta
+from stages.transformer_model import TransformerPredictor, quantize_onnx, save_transformer
+from tests.test_transformer import WORDS, splits, tiny_bert  # noqa: F401 (fixtures)
+
+META = {"threshold": 0.5, "max_length": 16, "n_classes": 2}
+
+
+def varied_texts(n: int, seed: int = 0) -> list[str]:
+    """Short, long (past max_length), empty, emoji, unknown words, READ MORE: every shape."""
+    rng = np.random.default_rng(seed)
+    extras = ["", "👍👍", "zzz qqq", "good READ MORE", "   ", "the " * 40, "BAD!!! 😡"]
+    texts = [" ".join(rng.choice(WORDS, rng.integers(1, 30))) for _ in range(n - len(extras))]
+    return texts + extras
+
+
+@pytest.fixture
+def exported(tiny_bert: Path, tmp_path: Path) -> Path:  # noqa: F811
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    save_transformer(model, tokenizer, tmp_path / "model", META)
+    return tmp_path / "model"
+
+
+def test_onnx_and_torch_agree_on_200_varied_texts(exported: Path) -> None:
+    meta = read_meta(exported)
+    assert meta["onnx_opset"] == 17 and meta["quantized"] is False
+    texts = varied_texts(200)
+    onnx = OnnxPredictor(exported, meta)
+    torch_proba = TransformerPredictor(exported, meta).predict_proba(texts)
+    np.testing.assert_allclose(onnx.predict_proba(texts), torch_proba, atol=1e-4)
+    # Batch composition does not matter: one at a time gives the same probabilities.
+    single = np.vstack([onnx.predict_proba([t]) for t in texts[:20]])
+    np.testing.assert_allclose(single, torch_proba[:20], atol=1e-4)
+    assert onnx.predict_proba([]).shape == (0, 2)
+
+
+def test_the_backend_is_onnx_when_exported_unless_forced(exported: Path, monkeypatch) -> None:
+    assert isinstance(load_predictor(exported), OnnxPredictor)
+    monkeypatch.setenv("SENTIMENT_INFERENCE_BACKEND", "torch")
+    assert isinstance(load_predictor(exported), TransformerPredictor)
+    monkeypatch.setenv("SENTIMENT_INFERENCE_BACKEND", "tensorflow")
+    with pytest.raises(ValueError, match="SENTIMENT_INFERENCE_BACKEND: 'tensorflow'"):
+        load_predictor(exported)
+    monkeypatch.setenv("SENTIMENT_INFERENCE_BACKEND", "onnx")
+    (exported / ONNX_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=r"no model\.onnx"):
+        load_predictor(exported)
+    monkeypatch.delenv("SENTIMENT_INFERENCE_BACKEND")
+    assert isinstance(load_predictor(exported), TransformerPredictor)  # an older directory
+
+
+def test_the_export_and_its_int8_copy_are_byte_for_byte_reproducible(
+    tiny_bert: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    digests = []
+    for run in ("first", "second"):
+        save_transformer(model, tokenizer, tmp_path / run, META)
+        quantize_onnx(tmp_path / run)
+        digests.append(file_digests(tmp_path / run))
+    assert {ONNX_FILE, ONNX_INT8_FILE, "tokenizer.json"} <= set(digests[0])
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("tolerance, kept", [(1.0, True), (-1.0, False)])
+def test_int8_is_kept_only_when_validation_allows(
+    exported: Path, monkeypatch, tolerance: float, kept: bool
+) -> None:
+    texts = varied_texts(40)
+    result = {"val_texts": texts, "val_labels": [i % 2 for i in range(40)], "threshold": 0.5}
+    quantize_onnx(exported)
+    monkeypatch.setattr(tt, "MAX_QUANTIZATION_LOSS", tolerance)
+    monkeypatch.setattr(tt, "MAX_BEHAVIOUR_DROP", tolerance)
+    check = tt.quantization_check(exported, result)
+    assert check["quantized"] is kept
+    assert (exported / ONNX_INT8_FILE).is_file() is kept
+    assert set(check) == {
+        "quantized",
+        "val_macro_f1_fp32",
+        "val_macro_f1_int8",
+        "behaviour_drop_int8",
+    }
+    meta = read_meta(exported) | check
+    assert onnx_file(exported, meta).name == (ONNX_INT8_FILE if kept else ONNX_FILE)

@@ -1,0 +1,142 @@
+"""Batch scoring (``python -m stages.score``): every input type, bad rows, atomic output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from stages.score import score_file
+from tests.conftest import REPO
+from tests.test_gate import make_model
+from tests.test_service import export_model
+
+TEXTS = ["great shuttle", None, "worst shuttle", "   ", "good shuttle", "\u200b\ufeff", "bad one"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model(tmp_path_factory.mktemp("model") / "classical", 6)
+
+
+def write_input(path: Path, texts: list) -> Path:
+    df = pd.DataFrame({"id": range(len(texts)), "Review text": texts})
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_every_row_gets_a_label_or_the_reason_it_has_none(model, tmp_path, suffix) -> None:
+    source = write_input(tmp_path / f"reviews{suffix}", TEXTS * 3)
+    counts = score_file(str(model), source, tmp_path / "out.parquet", "Review text", 4, False)
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    assert out["row"] == list(range(21)) and counts["rows"] == 21
+    assert out["label"][:7] == [
+        "positive",
+        None,
+        "negative",
+        None,
+        "positive",
+        None,
+        "negative",
+    ]
+    assert [e is not None for e in out["error"]] == [
+        t is None or not t.strip("\u200b\ufeff ") for t in TEXTS * 3
+    ]
+    assert out["error"][1] == "no text" and "nothing to score" in out["error"][3]
+    assert counts["not_scored"] == 9 and [r for r, _ in counts["first_not_scored"]][:3] == [1, 3, 5]
+    assert all(0 <= x <= 1 for x in out["score"] if x is not None)
+    assert len(set(out["model_version"])) == 1 and out["model_version"][0].startswith("classical@")
+
+
+def test_chunk_size_does_not_change_the_output(model, tmp_path) -> None:
+    source = write_input(tmp_path / "reviews.csv", TEXTS * 5)
+    score_file(str(model), source, tmp_path / "a.parquet", "Review text", 3, False)
+    score_file(str(model), source, tmp_path / "b.parquet", "Review text", 1000, False)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    )
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == 12  # one per chunk
+
+
+def test_bad_rows_fail_refuses_and_writes_nothing(model, tmp_path) -> None:
+    source = write_input(tmp_path / "reviews.csv", TEXTS)
+    target = tmp_path / "out.parquet"
+    with pytest.raises(
+        ValueError, match=r"2 rows cannot be scored: rows 1 \(no text\), 3 \(nothing"
+    ):
+        score_file(str(model), source, target, "Review text", 4, True)
+    assert not target.exists() and list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--text-column", "text"],
+            "no column 'text' (it has ['id', 'Review text']); pick one with --text-column",
+        ),
+        (["--output", "out.csv"], "out.csv: the output is Parquet; name it *.parquet"),
+        (["--input", "missing.csv"], "missing.csv: no such file"),
+        (["--model", "nosuch:model"], "nosuch:model"),
+    ],
+)
+def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
+    write_input(tmp_path / "reviews.csv", TEXTS)
+    base = {
+        "--model": str(model),
+        "--input": "reviews.csv",
+        "--output": "out.parquet",
+        "--text-column": "Review text",
+    }
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.score", *[x for kv in base.items() for x in kv]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "BENTOML_HOME": str(tmp_path / "bentoml")},
+    )
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None:
+    home = tmp_path / "bentoml"
+    export_model(home, model)
+    source = write_input(tmp_path / "reviews.csv", TEXTS)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.score",
+            "--model",
+            "sentiment:latest",
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.parquet"),
+            "--text-column",
+            "Review text",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "BENTOML_HOME": str(home)},
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "7 rows" in done.stdout and "4 scored" in done.stdout
+    assert "3 rows cannot be scored: rows 1 (no text), 3 (" in done.stderr
+    assert "score: chunk 1: 7 rows" in done.stderr  # not a terminal: one line per chunk
+    assert set(pd.read_parquet(tmp_path / "out.parquet")["model_version"]) == {"7"}
