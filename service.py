@@ -13,9 +13,10 @@ Environment:
 - ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
 - ``SENTIMENT_ONNX_SPIN`` (0 in the model service): whether ONNX Runtime's threads spin-wait
   between calls (faster alone, slower beside the API workers on the same cores);
-- ``SENTIMENT_MODEL_DRAIN_S`` (3): on SIGTERM the model service keeps scoring until it has
-  been idle for 0.5 s, at most this long, so the API workers (stopped at the same time) can
-  finish the requests they accepted;
+- ``SENTIMENT_STOP_TIMEOUT_S`` (6): on SIGTERM each API worker stops accepting, finishes the
+  requests it accepted and exits, or is ended this long after the signal; the model service
+  (stopped at the same time) keeps scoring until the API workers have exited, at most one
+  second longer;
 - ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
   exceed the batching window (10 s), so a call that times out is never resent;
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
@@ -39,11 +40,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 import aiohttp
 import bentoml
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.request_guard import RequestGuard, Route, request_schema
@@ -70,7 +73,8 @@ if MODEL_CALL_TIMEOUT_S <= BATCH_WINDOW_MS / 1000:
         f"window ({BATCH_WINDOW_MS / 1000:g} s): a call timed out while queued would be lost"
     )
 REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
-MODEL_DRAIN_S = float(os.environ.get("SENTIMENT_MODEL_DRAIN_S", "3"))
+API_STOP_S = float(os.environ.get("SENTIMENT_STOP_TIMEOUT_S", "6"))
+MODEL_DRAIN_S = API_STOP_S + 1  # the model service outlives the API workers
 
 ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
@@ -113,31 +117,28 @@ ROUTES = {
 }
 
 
-class Activity:
-    """Calls in flight and when the last one ended, so a stop can wait for a quiet moment."""
+def api_workers_alive() -> bool:
+    """Whether a worker of this server other than the model service's is still running.
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.in_flight = 0
-        self.last = time.monotonic()
-
-    def __enter__(self) -> None:
-        with self.lock:
-            self.in_flight += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self.lock:
-            self.in_flight -= 1
-            self.last = time.monotonic()
-
-    def quiet_for(self, seconds: float) -> bool:
-        with self.lock:
-            return not self.in_flight and time.monotonic() - self.last >= seconds
+    The workers are the children of BentoML's arbiter; the model service's own carry its
+    class name on their command line.
+    """
+    me = psutil.Process()
+    parent = me.parent()
+    for sibling in parent.children() if parent else []:
+        try:
+            if sibling.pid == me.pid or sibling.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if SentimentModel.name not in " ".join(sibling.cmdline()):
+                return True
+        except psutil.Error:  # exited meanwhile
+            continue
+    return False
 
 
-def defer_sigterm(activity: Activity, quiet_s: float, at_most_s: float) -> None:
-    """Pass SIGTERM on to the server's own handler once ``activity`` has been quiet for
-    ``quiet_s``, or ``at_most_s`` after the signal (main thread only).
+def defer_sigterm(busy: Callable[[], bool], at_most_s: float) -> None:
+    """Pass SIGTERM on to the server's own handler once ``busy()`` is false, or
+    ``at_most_s`` after the signal (main thread only).
 
     BentoML's arbiter stops every service at once; without this the model service would
     close while the API still has accepted requests to score (seen as 500s in a test).
@@ -150,14 +151,43 @@ def defer_sigterm(activity: Activity, quiet_s: float, at_most_s: float) -> None:
 
     def drain_then_stop(signum: int, frame: object) -> None:
         deadline = time.monotonic() + at_most_s
-        while time.monotonic() < deadline and not activity.quiet_for(quiet_s):
-            time.sleep(0.05)
-        stop(signum, frame)
+        try:
+            while time.monotonic() < deadline and busy():
+                time.sleep(0.05)
+        finally:  # whatever happens, the server stops
+            stop(signum, frame)
 
     def later(signum: int, frame: object) -> None:
         threading.Thread(target=drain_then_stop, args=(signum, frame), daemon=True).start()
 
     signal.signal(signal.SIGTERM, later)
+
+
+def bound_sigterm(seconds: float) -> None:
+    """On SIGTERM, start the server's graceful stop at once and end the process
+    ``seconds`` later if it has not ended by then (main thread only).
+
+    Stopping gracefully, an API worker waits for every request it accepted; one whose call
+    to the model hangs kept it alive for close to a minute in tests. Past the bound, what
+    is still open is dropped, as an orchestrator's SIGKILL would, but on time.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    stop = signal.getsignal(signal.SIGTERM)
+    if not callable(stop):
+        return
+
+    def force_exit() -> None:
+        logging.shutdown()  # flush the inference log: no half-written line
+        os._exit(1)
+
+    def stop_within(signum: int, frame: object) -> None:
+        timer = threading.Timer(seconds, force_exit)
+        timer.daemon = True  # a worker that ended in time does not wait for it
+        timer.start()
+        stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_within)
 
 
 def inference_logger() -> logging.Logger | None:
@@ -216,15 +246,13 @@ class SentimentModel:
             name="sentiment_model_texts_total",
             documentation="Texts scored by the model service",
         )
-        self.activity = Activity()
-        defer_sigterm(self.activity, quiet_s=0.5, at_most_s=MODEL_DRAIN_S)
+        defer_sigterm(api_workers_alive, at_most_s=MODEL_DRAIN_S)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         from stages.predictor import decide
 
-        with self.activity:
-            proba = self.predictor.predict_proba(texts)
+        proba = self.predictor.predict_proba(texts)
         labels = decide(proba, self.threshold)
         self.scored.inc(len(texts))
         return [
@@ -245,6 +273,7 @@ class Sentiment:
     model = bentoml.depends(SentimentModel)
 
     def __init__(self) -> None:
+        bound_sigterm(API_STOP_S)
         self.log = inference_logger()
         self.predictions = bentoml.metrics.Counter(
             name="sentiment_predictions_total",
