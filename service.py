@@ -235,7 +235,8 @@ class SentimentModel:
         from stages.predictor import load_predictor
 
         # ONNX Runtime's threads must not spin-wait here: the API workers share the cores
-        # (bench.serve_load at concurrency 16: 115 req/s without spinning, 90 with).
+        # (bench.serve_load at concurrency 16: 90 req/s with spinning on 1.86 cores; without,
+        # 90 and 115 req/s in two runs, on 1.63 and 1.65 cores).
         os.environ.setdefault("SENTIMENT_ONNX_SPIN", "0")
         self.predictor = load_predictor(bento_model_dir(self.model_ref))
         self.threshold = self.predictor.meta.get("threshold")

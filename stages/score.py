@@ -125,12 +125,15 @@ def score_file(
         raise ValueError(f"{target}: the output is Parquet; name it *.parquet")
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
+    if rows < 1:
+        raise ValueError(f"--chunk-rows must be at least 1, got {rows}")
     model_dir, version = resolve_model(model)
     predictor = load_predictor(model_dir)
     names = label_names(predictor.meta, str(model_dir))
     from tqdm.auto import tqdm
 
-    total = pq.ParquetFile(source).metadata.num_rows if source.suffix == ".parquet" else None
+    parquet = source.suffix.lower() == ".parquet"
+    total = pq.ParquetFile(source).metadata.num_rows if parquet else None
     progress = tqdm(total=total, unit="row", desc="score", disable=None)
     done, bad, shown, started = 0, 0, [], time.perf_counter()
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
