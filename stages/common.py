@@ -171,9 +171,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def read_split(path: str | Path) -> tuple[list[str], list[int]]:
-    """Read a prepared split as plain Python lists of texts and integer labels."""
+def read_split(path: str | Path, target: str = "label") -> tuple[list[str], list[int]]:
+    """Read a prepared split as plain Python lists of texts and integers of ``target``
+    (the ``label`` column, or another integer column such as ``rating``)."""
     import pandas as pd
 
-    df = pd.read_parquet(path, columns=["text", "label"])
-    return df["text"].tolist(), df["label"].astype(int).tolist()
+    df = pd.read_parquet(path, columns=["text", target])
+    return df["text"].tolist(), df[target].astype(int).tolist()

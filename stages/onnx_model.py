@@ -3,7 +3,9 @@
 ``OnnxPredictor`` reads ``model.onnx`` (or ``model.int8.onnx`` when ``meta.json`` says the
 int8 copy was kept) and ``tokenizer.json`` from a model directory that ``train_transformer``
 wrote. It cleans text as training did (``model_text``), tokenizes once, groups texts by
-token length (``length_batches``) and pads each group only to its own longest text.
+token length (``length_batches``) and pads each group only to its own longest text. A model
+trained on star ratings (``target: rating``) has a head with a class per rating; its
+probabilities are summed into the label classes (``collapse``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def collapse(proba: np.ndarray, head_groups: list[list[int]] | None) -> np.ndarray:
+    """Label probabilities from a head trained on a finer target (``target: rating``): the
+    probability of a label is the sum over the head's classes in its group. Without groups
+    the head's classes are the labels."""
+    if head_groups is None:
+        return proba
+    return np.stack([proba[:, group].sum(axis=1) for group in head_groups], axis=1)
+
+
 def onnx_file(model_dir: Path, meta: dict[str, Any]) -> Path:
     """The ONNX file a model directory is served from: int8 when ``meta`` kept it."""
     return model_dir / (ONNX_INT8_FILE if meta.get("quantized") else ONNX_FILE)
@@ -98,7 +109,8 @@ class OnnxPredictor:
     def proba_of_model_texts(self, texts: list[str]) -> np.ndarray:
         """Class probabilities for texts already cleaned by ``model_text``."""
         encodings = self.tokenizer.encode_batch(texts)
-        out = np.empty((len(texts), self.meta.get("n_classes", 2)), dtype=np.float32)
+        head = self.session.get_outputs()[0].shape[1]  # the head's classes: static in the export
+        out = np.empty((len(texts), head), dtype=np.float32)
         for idx in length_batches([len(e.ids) for e in encodings], self.batch_size):
             batch = [encodings[i] for i in idx]
             width = max(len(e.ids) for e in batch)
@@ -113,4 +125,4 @@ class OnnxPredictor:
                 feed["token_type_ids"][row, : len(e.ids)] = e.type_ids
             logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})
             out[idx] = softmax(logits[0].astype(np.float32))
-        return out
+        return collapse(out, self.meta.get("head_groups"))

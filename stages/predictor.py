@@ -76,7 +76,8 @@ def save_classical(pipeline: Any, model_dir: Path, meta: dict[str, Any]) -> None
 
 
 class EnsemblePredictor:
-    """Averages the probabilities of its member predictors."""
+    """The weighted average of its members' probabilities (``meta["weights"]``, in member
+    order; equal weights when absent)."""
 
     def __init__(self, members: list[Predictor], meta: dict[str, Any]):
         self.meta = meta
@@ -88,7 +89,8 @@ class EnsemblePredictor:
         return cls([load_predictor(model_dir / name) for name in meta["members"]], meta)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return np.mean([m.predict_proba(texts) for m in self.members], axis=0)
+        weights = self.meta.get("weights") or [1.0] * len(self.members)
+        return np.average([m.predict_proba(texts) for m in self.members], axis=0, weights=weights)
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Dynamic padding over length-grouped batches, AdamW with linear warmup and weight decay,
 gradient clipping, early stopping on validation macro-F1 (best epoch kept), decision
-threshold chosen on validation. Seeded; runs on CUDA when present, else every CPU core.
+threshold chosen on validation. The head learns the labels, or with ``target: rating`` the
+1-5 star ratings, whose probabilities are summed into the labels they make up. Seeded; runs
+on CUDA when present, else every CPU core.
 The model directory also holds an ONNX export, and with ``quantize`` an int8 copy of it,
 kept only when it costs less than 0.5 validation macro-F1 points and no behavioural pass
 rate drops more than 0.05 (``meta.json`` says which, and why).
@@ -33,16 +35,24 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from stages.base_models import base_model_dir
 from stages.behaviour import run_suite
-from stages.common import LABEL_NAMES, atomic_path, entry_point, load_params, read_split, write_json
+from stages.common import (
+    LABEL_NAMES,
+    ParamsError,
+    atomic_path,
+    entry_point,
+    load_params,
+    read_split,
+    write_json,
+)
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
-from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor
+from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor, collapse
 from stages.predictor import META_FILE, best_threshold, decide, predict
 from stages.text import model_text
 from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
-    base_model_dir,
     pick_device,
     probabilities,
     quantize_onnx,
@@ -53,16 +63,48 @@ MODEL_DIR = Path("models/transformer")
 OUT_DIR = Path("train_transformer")
 MAX_QUANTIZATION_LOSS = 0.005  # int8 is used only when it costs < 0.5 macro-F1 points
 MAX_BEHAVIOUR_DROP = 0.05  # ... and no behavioural pass rate drops more (gate's default)
+TARGETS = ("label", "rating")
 
 
-def subsample(texts: list[str], labels: list[int], n: int | None, seed: int):
-    """A stratified, seeded subset for quick runs (all rows when n is None or too large)."""
-    if n is None or n >= len(texts):
-        return texts, labels
-    texts, _, labels, _ = train_test_split(
-        texts, labels, train_size=n, stratify=labels, random_state=seed
-    )
-    return texts, labels
+def subsample(labels: list[int], n: int | None, seed: int) -> list[int]:
+    """Row indices of a stratified, seeded subset for quick runs (all rows when n is None or
+    too large)."""
+    rows = list(range(len(labels)))
+    if n is None or n >= len(rows):
+        return rows
+    return sorted(train_test_split(rows, train_size=n, stratify=labels, random_state=seed)[0])
+
+
+def rating_groups(ratings: list[int], labels: list[int]) -> list[list[int]]:
+    """For each label, the head classes (star rating - 1) that make it up, read off the
+    rows: the grouping is the one ``prepare`` labelled with, whatever its scheme. A rating
+    seen with two labels (or a label with no rating) is refused."""
+    label_of: dict[int, int] = {}
+    for rating, label in zip(ratings, labels, strict=True):
+        if label_of.setdefault(rating, label) != label:
+            raise ValueError(f"rating {rating} occurs with labels {label_of[rating]} and {label}")
+    if set(label_of) - set(range(1, 6)):
+        raise ValueError(f"ratings must be 1-5, got {sorted(set(label_of) - set(range(1, 6)))}")
+    groups = [[r - 1 for r in sorted(label_of) if label_of[r] == c] for c in range(max(labels) + 1)]
+    if not all(groups):
+        raise ValueError("a label has no rating in the training rows")
+    return groups
+
+
+def training_targets(
+    params: dict[str, Any], split: Path, rows: list[int], labels: list[int]
+) -> tuple[list[int], int, list[list[int]] | None]:
+    """What the head learns: the labels (``target: label``) or the star ratings, 5 classes
+    (``target: rating``) that ``rating_groups`` sums back into labels. Returns the targets
+    of ``rows``, the head's size and the groups (None for labels)."""
+    if params["target"] == "label":
+        return [labels[i] for i in rows], max(labels) + 1, None
+    if params["target"] != "rating":
+        raise ParamsError(f"train_transformer.target: {params['target']!r} is not one of {TARGETS}")
+    all_ratings = read_split(split, "rating")[1]
+    ratings = [all_ratings[i] for i in rows]
+    groups = rating_groups(ratings, [labels[i] for i in rows])
+    return [r - 1 for r in ratings], 5, groups
 
 
 def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -91,24 +133,29 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(params["threads"])  # reductions split by thread: fix it for equal bytes
     device = pick_device()
-    texts, labels = read_split(train_split)
-    texts, labels = subsample(texts, labels, params["max_train_samples"], params["seed"])
-    texts = [model_text(t) for t in texts]
+    all_texts, all_labels = read_split(train_split)
+    rows = subsample(all_labels, params["max_train_samples"], params["seed"])
+    targets, head_size, groups = training_targets(params, train_split, rows, all_labels)
+    texts = [model_text(all_texts[i]) for i in rows]
     val_texts, val_labels = read_split(val_split)
     val_texts = [model_text(t) for t in val_texts]
-    n_classes = max(max(labels), max(val_labels)) + 1
+    n_classes = max(max(all_labels), max(val_labels)) + 1
     names = LABEL_NAMES["binary" if n_classes == 2 else "ternary"]
+    if groups is not None:
+        names = [f"{stars} stars" for stars in range(1, head_size + 1)]
 
     base = base_model_dir(params["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(base)
-    # The encoder comes without a classification head; transformers' load report (a
-    # warning) lists it as newly initialized, which is what fine-tuning starts from.
+    # The encoder comes without a classification head (or with one of another size, which is
+    # replaced); transformers' load report (a warning) lists it as newly initialized, which
+    # is what fine-tuning starts from.
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             base,
-            num_labels=n_classes,
+            num_labels=head_size,
+            ignore_mismatched_sizes=True,
             id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
         ).to(device)
@@ -117,9 +164,9 @@ def train(
 
     encoded = tokenizer(texts, truncation=True, max_length=params["max_length"])
     features = [
-        {"input_ids": ids, "attention_mask": mask, "labels": label}
-        for ids, mask, label in zip(
-            encoded["input_ids"], encoded["attention_mask"], labels, strict=True
+        {"input_ids": ids, "attention_mask": mask, "labels": target}
+        for ids, mask, target in zip(
+            encoded["input_ids"], encoded["attention_mask"], targets, strict=True
         )
     ]
     sampler = LengthGroupedSampler(
@@ -160,7 +207,7 @@ def train(
                 loss=f"{np.mean(losses[-20:]):.4f}",
                 val_f1=f"{best['val_macro_f1']:.4f}",
             )
-        proba = probabilities(model, tokenizer, val_texts, params["max_length"])
+        proba = collapse(probabilities(model, tokenizer, val_texts, params["max_length"]), groups)
         val_f1 = macro_f1(val_labels, proba.argmax(axis=1))
         history.append(
             {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_macro_f1": val_f1}
@@ -195,6 +242,7 @@ def train(
         "history": history,
         "best_epoch": best["epoch"],
         "n_classes": n_classes,
+        "head_groups": groups,
         "base_model": str(base),
         "val_texts": val_texts,
         "val_labels": val_labels,
@@ -266,6 +314,8 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         meta = {
             "threshold": result["threshold"],
             "n_classes": result["n_classes"],
+            "target": params["target"],
+            "head_groups": result["head_groups"],
             "max_length": params["max_length"],
             "base_model": Path(result["base_model"]).name,
             "best_epoch": result["best_epoch"],

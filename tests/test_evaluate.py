@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 
 from stages.behaviour import EMOJI, SHORT, negation_cases, run_suite
-from stages.evaluate import choose_champion, headline, pr_points, score, slices, unseen
+from stages.evaluate import (
+    choose_champion,
+    crossfit_macro_f1,
+    fit_decision,
+    headline,
+    pr_points,
+    score,
+    slices,
+    unseen,
+)
 from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
-from stages.predictor import best_threshold, decide
+from stages.predictor import EnsemblePredictor, best_threshold, decide
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_estimate() -> None:
@@ -70,7 +79,7 @@ def test_headline_holds_the_champion_and_each_candidates_val_and_test() -> None:
         return {"macro_f1": f1, "macro_f1_ci": [f1 - 0.02, f1 + 0.02]}
 
     metrics = {
-        name: {"val": split(v), "test": split(t)}
+        name: {"val": split(v), "test": split(t), "val_crossfit_macro_f1": v - 0.01}
         for name, v, t in [
             ("classical", 0.84, 0.83),
             ("transformer", 0.87, 0.86),
@@ -87,7 +96,52 @@ def test_headline_holds_the_champion_and_each_candidates_val_and_test() -> None:
         },
         "val_macro_f1": {"classical": 0.84, "transformer": 0.87, "ensemble": 0.88},
         "test_macro_f1": {"classical": 0.83, "transformer": 0.86, "ensemble": 0.87},
+        "val_crossfit_macro_f1": {"classical": 0.83, "transformer": 0.86, "ensemble": 0.87},
     }
+
+
+def two_members(n: int = 400, seed: int = 0) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Labels, an informative member's and a pure-noise member's probabilities."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.7).astype(int)
+    good = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.25, n), 0.01, 0.99)
+    noise = rng.random(n)
+    return y.tolist(), np.c_[1 - good, good], np.c_[1 - noise, noise]
+
+
+def test_the_ensemble_weight_goes_to_the_member_that_helps_on_validation() -> None:
+    y, good, noise = two_members()
+    assert fit_decision(y, [noise, good])["weight"] == 1.0
+    assert fit_decision(y, [good, noise])["weight"] == 0.0
+    assert fit_decision(y, [good, good])["weight"] == 0.5  # a tie: the even split
+    single = fit_decision(y, [good])
+    assert single["threshold"] == best_threshold(y, good[:, 1])
+
+
+def test_cross_fitting_scores_rows_with_parameters_fitted_without_them() -> None:
+    y, good, noise = two_members()
+    # On noise, a threshold fitted on the same rows finds a lucky cut; cross-fitted, it cannot.
+    in_sample = macro_f1(y, decide(noise, fit_decision(y, [noise])["threshold"]))
+    assert crossfit_macro_f1(y, [noise], seed=1) < in_sample
+    assert crossfit_macro_f1(y, [noise, good], seed=1) > 0.8
+    assert crossfit_macro_f1(y, [good], seed=1) == crossfit_macro_f1(y, [good], seed=1)
+
+
+class Fixed:
+    def __init__(self, proba: list[float]) -> None:
+        self.meta: dict = {}
+        self.proba = np.array(proba)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.tile(self.proba, (len(texts), 1))
+
+
+def test_the_ensemble_predictor_applies_its_weights() -> None:
+    members = [Fixed([0.9, 0.1]), Fixed([0.1, 0.9])]
+    weighted = EnsemblePredictor(members, {"weights": [0.2, 0.8]}).predict_proba(["a"])
+    np.testing.assert_allclose(weighted, [[0.26, 0.74]])
+    even = EnsemblePredictor(members, {}).predict_proba(["a", "b"])
+    np.testing.assert_allclose(even, [[0.5, 0.5], [0.5, 0.5]])
 
 
 def test_champion_is_the_cheapest_within_min_gain_of_the_best_validation_score() -> None:

@@ -38,6 +38,7 @@ WORDS = [
 ]
 PARAMS = {
     "base_model": None,
+    "target": "label",
     "epochs": 1,
     "patience": 1,
     "lr": 5e-3,
@@ -98,6 +99,7 @@ def splits(tmp_path: Path) -> tuple[Path, Path]:
     paths = []
     for name, repeat in (("train", 3), ("val", 1)):
         df = pd.DataFrame({"text": (good + bad) * repeat, "label": ([1] * 8 + [0] * 8) * repeat})
+        df["rating"] = [5, 4, 5, 5, 5, 4, 3, 4, 2, 1, 1, 1, 1, 2, 2, 1] * repeat
         paths.append(tmp_path / f"{name}.parquet")
         df.to_parquet(paths[-1])
     return paths[0], paths[1]
@@ -124,6 +126,46 @@ def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path
     direct = probabilities(result["model"], result["tokenizer"], [model_text(t) for t in texts], 16)
     np.testing.assert_allclose(reloaded, direct, atol=1e-5)  # ONNX Runtime vs torch
     assert predict(predictor, texts).shape == (3,)
+
+
+def test_rating_target_trains_a_star_head_that_scores_as_labels(tiny_bert, splits, tmp_path):
+    result = tt.train(PARAMS | {"base_model": str(tiny_bert), "target": "rating"}, *splits)
+    assert result["model"].config.num_labels == 5
+    assert result["head_groups"] == [[0, 1], [2, 3, 4]]
+    assert result["val_proba"].shape == (16, 2)
+    model_dir = tmp_path / "saved"
+    meta = {"threshold": result["threshold"], "max_length": 16, "n_classes": 2}
+    tt.save_transformer(
+        result["model"], result["tokenizer"], model_dir, meta | {"head_groups": [[0, 1], [2, 3, 4]]}
+    )
+    texts = ["very good shuttle", "worst 👍", "", "the shuttle is terrible READ MORE"]
+    stars = probabilities(result["model"], result["tokenizer"], [model_text(t) for t in texts], 16)
+    expected = np.stack([stars[:, :2].sum(axis=1), stars[:, 2:].sum(axis=1)], axis=1)
+    for backend in ("onnx", "torch"):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SENTIMENT_INFERENCE_BACKEND", backend)
+            proba = load_predictor(model_dir).predict_proba(texts)
+        np.testing.assert_allclose(proba, expected, atol=1e-5)
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_rating_groups_are_the_ones_prepare_labelled_with() -> None:
+    from stages.prepare import map_labels
+
+    stars = pd.Series([1, 2, 3, 4, 5] * 2)
+    for scheme, groups in (("binary", [[0, 1], [2, 3, 4]]), ("ternary", [[0, 1], [2], [3, 4]])):
+        assert tt.rating_groups(stars.tolist(), map_labels(stars, scheme).tolist()) == groups
+    with pytest.raises(ValueError, match="rating 3 occurs with labels 1 and 0"):
+        tt.rating_groups([3, 3, 1], [1, 0, 0])
+    with pytest.raises(ValueError, match="ratings must be 1-5"):
+        tt.rating_groups([0, 5], [0, 1])
+    with pytest.raises(ValueError, match="a label has no rating"):
+        tt.rating_groups([1, 2], [0, 2])
+
+
+def test_an_unknown_target_names_the_param(tiny_bert, splits) -> None:
+    with pytest.raises(ValueError, match=r"train_transformer\.target: 'stars' is not one of"):
+        tt.train(PARAMS | {"base_model": str(tiny_bert), "target": "stars"}, *splits)
 
 
 def test_training_twice_gives_equal_safetensors_bytes(tiny_bert, splits, tmp_path) -> None:
