@@ -19,6 +19,7 @@ import numpy as np
 
 from stages.common import write_json
 from stages.model_files import load_skops, save_skops
+from stages.onnx_model import collapse
 from stages.text import clean_text
 
 META_FILE = "meta.json"
@@ -45,6 +46,22 @@ def predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
     return decide(predictor.predict_proba(texts), predictor.meta.get("threshold"))
 
 
+def rating_groups(ratings: list[int], labels: list[int]) -> list[list[int]]:
+    """For each label, the head classes (star rating - 1) that make it up, read off the
+    rows: the grouping is the one ``prepare`` labelled with, whatever its scheme. A rating
+    seen with two labels (or a label with no rating) is refused."""
+    label_of: dict[int, int] = {}
+    for rating, label in zip(ratings, labels, strict=True):
+        if label_of.setdefault(rating, label) != label:
+            raise ValueError(f"rating {rating} occurs with labels {label_of[rating]} and {label}")
+    if set(label_of) - set(range(1, 6)):
+        raise ValueError(f"ratings must be 1-5, got {sorted(set(label_of) - set(range(1, 6)))}")
+    groups = [[r - 1 for r in sorted(label_of) if label_of[r] == c] for c in range(max(labels) + 1)]
+    if not all(groups):
+        raise ValueError("a label has no rating in the training rows")
+    return groups
+
+
 def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:
     """The P(positive) cut-off that maximises macro-F1 (ties: closest to 0.5)."""
     from sklearn.metrics import f1_score
@@ -58,14 +75,17 @@ def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:
 
 
 class ClassicalPredictor:
-    """A scikit-learn Pipeline (vectorizer + classifier) taking cleaned text."""
+    """A scikit-learn Pipeline (vectorizer + classifier) taking cleaned text; a classifier
+    fitted on star ratings (``tune.target: rating``) has its probabilities summed into
+    labels."""
 
     def __init__(self, model_dir: Path, meta: dict[str, Any]):
         self.meta = meta
         self.pipeline = load_skops(model_dir / "model.skops")
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.pipeline.predict_proba([clean_text(t) for t in texts])
+        proba = self.pipeline.predict_proba([clean_text(t) for t in texts])
+        return collapse(proba, self.meta.get("head_groups"))
 
 
 def save_classical(pipeline: Any, model_dir: Path, meta: dict[str, Any]) -> None:

@@ -49,7 +49,7 @@ from stages.common import (
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
 from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor, collapse
-from stages.predictor import META_FILE, best_threshold, decide, predict
+from stages.predictor import META_FILE, best_threshold, decide, predict, rating_groups
 from stages.text import model_text
 from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
@@ -73,22 +73,6 @@ def subsample(labels: list[int], n: int | None, seed: int) -> list[int]:
     if n is None or n >= len(rows):
         return rows
     return sorted(train_test_split(rows, train_size=n, stratify=labels, random_state=seed)[0])
-
-
-def rating_groups(ratings: list[int], labels: list[int]) -> list[list[int]]:
-    """For each label, the head classes (star rating - 1) that make it up, read off the
-    rows: the grouping is the one ``prepare`` labelled with, whatever its scheme. A rating
-    seen with two labels (or a label with no rating) is refused."""
-    label_of: dict[int, int] = {}
-    for rating, label in zip(ratings, labels, strict=True):
-        if label_of.setdefault(rating, label) != label:
-            raise ValueError(f"rating {rating} occurs with labels {label_of[rating]} and {label}")
-    if set(label_of) - set(range(1, 6)):
-        raise ValueError(f"ratings must be 1-5, got {sorted(set(label_of) - set(range(1, 6)))}")
-    groups = [[r - 1 for r in sorted(label_of) if label_of[r] == c] for c in range(max(labels) + 1)]
-    if not all(groups):
-        raise ValueError("a label has no rating in the training rows")
-    return groups
 
 
 def training_targets(

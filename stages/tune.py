@@ -1,10 +1,12 @@
 """tune: Optuna search over classical classifiers on the TF-IDF features, tracked in MLflow.
 
 Objective: mean stratified k-fold macro-F1 on the train split (the test split is never
-read). The study lives in an Optuna RDB storage (``OPTUNA_STORAGE``, else ``tune.storage``,
-else ``optuna.db`` in the project) under a name derived from the input hashes, so a re-run
-with the same inputs resumes it, and extra workers can join it from other processes or
-machines: ``python -m stages.tune --worker``.
+read). The classifier learns the labels, or with ``tune.target: rating`` the 1-5 star
+ratings, whose probabilities are summed into the labels they make up. The study lives in an
+Optuna RDB storage (``OPTUNA_STORAGE``, else ``tune.storage``, else ``optuna.db`` in the
+project) under a name derived from the input hashes, so a re-run with the same inputs
+resumes it, and extra workers can join it from other processes or machines:
+``python -m stages.tune --worker``.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
-from stages.common import atomic_path, entry_point, load_params, write_json
+from stages.common import ParamsError, atomic_path, entry_point, load_params, read_split, write_json
 from stages.metrics import macro_f1
 from stages.model_files import load_skops
-from stages.predictor import best_threshold, decide, save_classical
+from stages.onnx_model import collapse
+from stages.predictor import best_threshold, decide, rating_groups, save_classical
 from stages.tracking import code_hash, dvc_md5, params_hash, project_root, stage_run
 
 FEATURES = Path("data/features")
+TRAIN_SPLIT = Path("data/prepared/train.parquet")  # its ratings, for tune.target: rating
+TARGETS = ("label", "rating")
 MODEL_DIR = Path("models/classical")
 OUT_DIR = Path("tune")
 FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
@@ -77,6 +82,29 @@ def load_features(split: str) -> tuple[sp.csr_matrix, np.ndarray]:
     return sp.load_npz(FEATURES / f"{split}.npz"), np.load(FEATURES / f"{split}_labels.npy")
 
 
+def fit_targets(params: dict[str, Any], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the classifier learns and, per learnt class, the label it counts for: the labels
+    themselves, or (``target: rating``) the star ratings minus one."""
+    if params["target"] == "label":
+        return y, np.arange(int(y.max()) + 1)
+    if params["target"] != "rating":
+        raise ParamsError(f"tune.target: {params['target']!r} is not one of {TARGETS}")
+    labels, ratings = read_split(TRAIN_SPLIT)[1], read_split(TRAIN_SPLIT, "rating")[1]
+    if labels != y.tolist():
+        raise ValueError(f"{TRAIN_SPLIT} and {FEATURES}: rows differ (re-run featurize)")
+    label_of = np.empty(5, dtype=int)
+    for label, group in enumerate(rating_groups(ratings, labels)):
+        label_of[group] = label
+    return np.asarray(ratings) - 1, label_of
+
+
+def groups_of(label_of: np.ndarray) -> list[list[int]] | None:
+    """The learnt classes of each label, None when they are the labels."""
+    if len(label_of) == int(label_of.max()) + 1 and (label_of == np.arange(len(label_of))).all():
+        return None
+    return [np.flatnonzero(label_of == c).tolist() for c in range(int(label_of.max()) + 1)]
+
+
 def storage_url(params: dict[str, Any]) -> str:
     """``OPTUNA_STORAGE`` > ``tune.storage`` > the project's embedded SQLite file."""
     return (
@@ -102,9 +130,13 @@ def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMi
 
 
 def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
-    """k-fold macro-F1 objective reporting the running mean after each fold to the pruner."""
+    """k-fold macro-F1 objective reporting the running mean after each fold to the pruner;
+    scored on the labels whatever the classifier learns (``fit_targets``)."""
+    target, label_of = fit_targets(params, y)
     folds = list(
-        StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(x, y)
+        StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(
+            x, target
+        )
     )
 
     def objective(trial: optuna.Trial) -> float:
@@ -113,8 +145,8 @@ def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
         scores: list[float] = []
         start = time.perf_counter()
         for step, (fit_idx, val_idx) in enumerate(folds):
-            model = fit(clone(classifier), x[fit_idx], y[fit_idx])
-            scores.append(macro_f1(y[val_idx], model.predict(x[val_idx])))
+            model = fit(clone(classifier), x[fit_idx], target[fit_idx])
+            scores.append(macro_f1(y[val_idx], label_of[model.predict(x[val_idx])]))
             trial.report(float(np.mean(scores)), step)
             trial.set_user_attr("fit_seconds", time.perf_counter() - start)
             if trial.should_prune():
@@ -210,17 +242,20 @@ def with_probabilities(classifier: ClassifierMixin, folds: int, seed: int) -> Cl
     return CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
 
 
-def refit_best(study: optuna.Study, params: dict[str, Any]) -> Pipeline:
-    """The best classifier refitted on all of train, behind the fitted vectorizer."""
+def refit_best(study: optuna.Study, params: dict[str, Any]) -> tuple[Pipeline, list | None]:
+    """The best classifier refitted on all of train, behind the fitted vectorizer, and the
+    groups that sum its classes into labels (None when it learnt the labels)."""
     x, y = load_features("train")
+    target, label_of = fit_targets(params, y)
     classifier = suggest_classifier(
         optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
     )
     classifier = with_probabilities(classifier, params["cv_folds"], params["seed"])
-    fit(classifier, x, y)
-    return Pipeline(
+    fit(classifier, x, target)
+    pipeline = Pipeline(
         [("features", load_skops(FEATURES / "vectorizer.skops")), ("classifier", classifier)]
     )
+    return pipeline, groups_of(label_of)
 
 
 class SortedImportances(PedAnovaImportanceEvaluator):
@@ -267,9 +302,9 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         study = search(params, storage, name, run.info.run_id)
         seconds = time.perf_counter() - started
-        pipeline = refit_best(study, params)
+        pipeline, groups = refit_best(study, params)
         x_val, y_val = load_features("val")
-        proba = pipeline.named_steps["classifier"].predict_proba(x_val)
+        proba = collapse(pipeline.named_steps["classifier"].predict_proba(x_val), groups)
         threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
         states = [t.state for t in study.get_trials(deepcopy=False)]
         finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
@@ -296,6 +331,8 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
                 {
                     "threshold": threshold,
                     "n_classes": int(proba.shape[1]),
+                    "target": params["target"],
+                    "head_groups": groups,
                     "best_params": study.best_params,
                     "cv_macro_f1": best["cv_macro_f1"],
                 },

@@ -14,7 +14,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from stages import train_transformer as tt
 from stages.model_files import file_digests
-from stages.predictor import load_predictor, predict
+from stages.predictor import load_predictor, predict, rating_groups
 from stages.text import model_text
 from stages.transformer_model import probabilities
 
@@ -154,13 +154,13 @@ def test_rating_groups_are_the_ones_prepare_labelled_with() -> None:
 
     stars = pd.Series([1, 2, 3, 4, 5] * 2)
     for scheme, groups in (("binary", [[0, 1], [2, 3, 4]]), ("ternary", [[0, 1], [2], [3, 4]])):
-        assert tt.rating_groups(stars.tolist(), map_labels(stars, scheme).tolist()) == groups
+        assert rating_groups(stars.tolist(), map_labels(stars, scheme).tolist()) == groups
     with pytest.raises(ValueError, match="rating 3 occurs with labels 1 and 0"):
-        tt.rating_groups([3, 3, 1], [1, 0, 0])
+        rating_groups([3, 3, 1], [1, 0, 0])
     with pytest.raises(ValueError, match="ratings must be 1-5"):
-        tt.rating_groups([0, 5], [0, 1])
+        rating_groups([0, 5], [0, 1])
     with pytest.raises(ValueError, match="a label has no rating"):
-        tt.rating_groups([1, 2], [0, 2])
+        rating_groups([1, 2], [0, 2])
 
 
 def test_an_unknown_target_names_the_param(tiny_bert, splits) -> None:

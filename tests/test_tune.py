@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ GOOD = ["good shuttle", "great quality", "very good", "nice product", "excellent
 BAD = ["bad shuttle", "worst quality", "very bad", "poor product", "terrible, hated it"]
 TUNE = {
     "families": ["logreg", "linear_svc", "complement_nb", "sgd"],
+    "target": "label",
     "cv_folds": 3,
     "n_trials": 3,
     "timeout": 60,
@@ -45,7 +47,10 @@ def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for split, repeat in (("train", 6), ("val", 2), ("test", 1)):
         texts = [f"{t} {i}" for i in range(repeat) for t in GOOD + BAD]
         labels = [lab for _ in range(repeat) for lab in [1] * 5 + [0] * 5]
-        pd.DataFrame({"text": texts, "label": labels}).to_parquet(prepared / f"{split}.parquet")
+        ratings = [r for _ in range(repeat) for r in [5, 4, 5, 3, 4, 1, 2, 1, 2, 1]]
+        pd.DataFrame({"text": texts, "label": labels, "rating": ratings}).to_parquet(
+            prepared / f"{split}.parquet"
+        )
     featurize(prepared, tmp_path / "data" / "features", params["featurize"])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -195,3 +200,26 @@ save_plots(study, Path(sys.argv[1]))
         subprocess.run([sys.executable, "-c", code, str(tmp_path / seed)], env=env, check=True)
     for name in ("optimization_history.png", "param_importances.png"):
         assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+
+
+def test_a_rating_target_learns_stars_and_scores_labels(tiny_project: Path) -> None:
+    best = tune.run_stage(TUNE | {"target": "rating"})
+    meta = json.loads((tiny_project / "models" / "classical" / "meta.json").read_text())
+    assert meta["target"] == "rating" and meta["head_groups"] == [[0, 1], [2, 3, 4]]
+    predictor = load_predictor(tiny_project / "models" / "classical")
+    assert predictor.pipeline.named_steps["classifier"].classes_.tolist() == [0, 1, 2, 3, 4]
+    proba = predictor.predict_proba(GOOD + BAD)
+    assert proba.shape == (10, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert 0.0 <= best["val_macro_f1"] <= 1.0
+
+
+def test_fit_targets_maps_each_star_to_its_label(tiny_project: Path) -> None:
+    y = np.load(tiny_project / "data" / "features" / "train_labels.npy")
+    target, label_of = tune.fit_targets(TUNE | {"target": "rating"}, y)
+    assert sorted(set(target.tolist())) == [0, 1, 2, 3, 4]
+    assert (label_of[target] == y).all()
+    assert tune.groups_of(label_of) == [[0, 1], [2, 3, 4]]
+    assert tune.groups_of(tune.fit_targets(TUNE, y)[1]) is None
+    with pytest.raises(ValueError, match=r"tune\.target: 'stars' is not one of"):
+        tune.fit_targets(TUNE | {"target": "stars"}, y)
