@@ -7,6 +7,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -175,11 +176,25 @@ class TrackingServer:
             monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", self.password)
 
 
+def cheapen_password_check(db: Path, user: str, password: str) -> None:
+    """The same password, stored with a one-round PBKDF2 hash instead of scrypt: the server
+    checks it on every request (about 0.16 s of CPU each with scrypt, hundreds of requests
+    per test). It still refuses any other password; only the test's cost changes."""
+    from werkzeug.security import generate_password_hash
+
+    with sqlite3.connect(db) as conn:
+        changed = conn.execute(
+            "UPDATE users SET password_hash = ? WHERE username = ?",
+            (generate_password_hash(password, "pbkdf2:sha256:1"), user),
+        ).rowcount
+    assert changed == 1, f"{db}: no user {user!r} to update"
+
+
 @contextmanager
 def running_tracking_server(root: Path, auth: bool) -> Iterator[TrackingServer]:
     """``mlflow server`` (SQLite, served artifacts) on a free loopback port, optionally with
-    MLflow's basic-auth app (it hashes the password on every request: slow, so only the
-    credential tests use it).
+    MLflow's basic-auth app (it checks the password on every request, so only the credential
+    tests use it; ``cheapen_password_check`` keeps that check fast).
 
     Stopped as a process group: MLflow's server runs uvicorn (and, unless switched off as
     here, job consumers) in child processes.
@@ -219,6 +234,8 @@ def running_tracking_server(root: Path, auth: bool) -> Iterator[TrackingServer]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, f"{url}/health", log)
+        if auth:
+            cheapen_password_check(root / "basic_auth.db", user, password)
         yield TrackingServer(url, log, user, password)
     finally:
         stop_group(proc, log)
