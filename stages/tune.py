@@ -92,7 +92,7 @@ def fit_targets(params: dict[str, Any], y: np.ndarray) -> tuple[np.ndarray, np.n
     labels, ratings = read_split(TRAIN_SPLIT)[1], read_split(TRAIN_SPLIT, "rating")[1]
     if labels != y.tolist():
         raise ValueError(f"{TRAIN_SPLIT} and {FEATURES}: rows differ (re-run featurize)")
-    label_of = np.empty(5, dtype=int)
+    label_of = np.full(5, -1)  # a star absent from train is never predicted
     for label, group in enumerate(rating_groups(ratings, labels)):
         label_of[group] = label
     return np.asarray(ratings) - 1, label_of
