@@ -149,9 +149,11 @@ def raw_data(pulled_copy: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_copy(pulled_copy: Path) -> Path:
-    """A project copy with data pulled and ``prepare featurize`` reproduced."""
+    """A project copy with data pulled and ``prepare featurize`` run (forced: whether the
+    remote holds their outputs must not decide whether they run here and leave MLflow runs
+    and run-cache entries behind)."""
     sh(pulled_copy, "dvc", "pull", "--allow-missing", "-q")  # cached outputs, where pushed
-    sh(pulled_copy, "dvc", "repro", "prepare", "featurize")
+    sh(pulled_copy, "dvc", "repro", "-f", "prepare", "featurize")
     return pulled_copy
 
 
