@@ -13,7 +13,6 @@ download is refused with one line naming the file, and nothing is left half-asse
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.common import atomic_path, entry_point
+from stages.model_files import file_sha256
 
 
 class AssemblyError(ValueError):
@@ -88,19 +88,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SENTIMENT_MODEL_CACHE", "~/.cache/sentiment-models")).expanduser()
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check(path: Path, expected: str, what: str) -> None:
     """Refuse a missing file, or one whose sha256 is not the pinned one."""
     if not path.is_file():
         raise AssemblyError(f"{path}: {what} is missing")
-    if (found := sha256(path)) != expected:
+    if (found := file_sha256(path)) != expected:
         raise AssemblyError(
             f"{path}: {what} has sha256 {found[:12]}..., not the pinned {expected[:12]}... "
             "(a damaged or partial download: delete it and fetch again)"

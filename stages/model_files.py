@@ -149,17 +149,22 @@ def load_skops(path: str | Path) -> Any:
     return sio.load(path, trusted=sorted(found))
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of one file, read in 1 MiB blocks."""
+    sha = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def file_digests(model_dir: str | Path) -> dict[str, str]:
     """sha256 of every file under a model directory, keyed by its relative POSIX path."""
     root = Path(model_dir)
-    digests = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        sha = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                sha.update(block)
-        digests[path.relative_to(root).as_posix()] = sha.hexdigest()
-    return digests
+    return {
+        path.relative_to(root).as_posix(): file_sha256(path)
+        for path in sorted(p for p in root.rglob("*") if p.is_file())
+    }
 
 
 def digest_mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stages.common import write_json
+from stages.common import ParamsError, write_json
 from stages.model_files import load_skops, save_skops
 from stages.onnx_model import collapse
 from stages.text import clean_text
@@ -44,6 +44,15 @@ def decide(proba: np.ndarray, threshold: float | None) -> np.ndarray:
 def predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
     """Label ids for raw texts, with the predictor's own decision threshold."""
     return decide(predictor.predict_proba(texts), predictor.meta.get("threshold"))
+
+
+TARGETS = ("label", "rating")  # what a model learns: the labels, or the 1-5 star ratings
+
+
+def check_target(param: str, target: str) -> None:
+    """Refuse a ``target`` param that is neither, naming it."""
+    if target not in TARGETS:
+        raise ParamsError(f"{param}: {target!r} is not one of {TARGETS}")
 
 
 def rating_groups(ratings: list[int], labels: list[int]) -> list[list[int]]:

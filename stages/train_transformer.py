@@ -39,7 +39,6 @@ from stages.base_models import base_model_dir
 from stages.behaviour import run_suite
 from stages.common import (
     LABEL_NAMES,
-    ParamsError,
     atomic_path,
     entry_point,
     load_params,
@@ -49,7 +48,14 @@ from stages.common import (
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
 from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor, collapse
-from stages.predictor import META_FILE, best_threshold, decide, predict, rating_groups
+from stages.predictor import (
+    META_FILE,
+    best_threshold,
+    check_target,
+    decide,
+    predict,
+    rating_groups,
+)
 from stages.text import model_text
 from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
@@ -63,7 +69,6 @@ MODEL_DIR = Path("models/transformer")
 OUT_DIR = Path("train_transformer")
 MAX_QUANTIZATION_LOSS = 0.005  # int8 is used only when it costs < 0.5 macro-F1 points
 MAX_BEHAVIOUR_DROP = 0.05  # ... and no behavioural pass rate drops more (gate's default)
-TARGETS = ("label", "rating")
 
 
 def subsample(labels: list[int], n: int | None, seed: int) -> list[int]:
@@ -81,10 +86,9 @@ def training_targets(
     """What the head learns: the labels (``target: label``) or the star ratings, 5 classes
     (``target: rating``) that ``rating_groups`` sums back into labels. Returns the targets
     of ``rows``, the head's size and the groups (None for labels)."""
+    check_target("train_transformer.target", params["target"])
     if params["target"] == "label":
         return [labels[i] for i in rows], max(labels) + 1, None
-    if params["target"] != "rating":
-        raise ParamsError(f"train_transformer.target: {params['target']!r} is not one of {TARGETS}")
     all_ratings = read_split(split, "rating")[1]
     ratings = [all_ratings[i] for i in rows]
     groups = rating_groups(ratings, [labels[i] for i in rows])

@@ -37,16 +37,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
-from stages.common import ParamsError, atomic_path, entry_point, load_params, read_split, write_json
+from stages.common import atomic_path, entry_point, load_params, read_split, write_json
 from stages.metrics import macro_f1
 from stages.model_files import load_skops
 from stages.onnx_model import collapse
-from stages.predictor import best_threshold, decide, rating_groups, save_classical
+from stages.predictor import best_threshold, check_target, decide, rating_groups, save_classical
 from stages.tracking import code_hash, dvc_md5, params_hash, project_root, stage_run
 
 FEATURES = Path("data/features")
 TRAIN_SPLIT = Path("data/prepared/train.parquet")  # its ratings, for tune.target: rating
-TARGETS = ("label", "rating")
 MODEL_DIR = Path("models/classical")
 OUT_DIR = Path("tune")
 FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
@@ -85,10 +84,9 @@ def load_features(split: str) -> tuple[sp.csr_matrix, np.ndarray]:
 def fit_targets(params: dict[str, Any], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the classifier learns and, per learnt class, the label it counts for: the labels
     themselves, or (``target: rating``) the star ratings minus one."""
+    check_target("tune.target", params["target"])
     if params["target"] == "label":
         return y, np.arange(int(y.max()) + 1)
-    if params["target"] != "rating":
-        raise ParamsError(f"tune.target: {params['target']!r} is not one of {TARGETS}")
     labels, ratings = read_split(TRAIN_SPLIT)[1], read_split(TRAIN_SPLIT, "rating")[1]
     if labels != y.tolist():
         raise ValueError(f"{TRAIN_SPLIT} and {FEATURES}: rows differ (re-run featurize)")
