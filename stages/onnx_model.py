@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,14 @@ class OnnxPredictor:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.proba_of_model_texts([model_text(t) for t in texts])
 
-    def proba_of_model_texts(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities for texts already cleaned by ``model_text``."""
+    def feeds(
+        self, texts: list[str], batch_size: int | None = None
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(row indices, session inputs) for texts already cleaned by ``model_text``: one
+        tokenization, rows grouped by ``length_batches``, each group padded to its longest."""
         encodings = self.tokenizer.encode_batch(texts)
-        head = self.session.get_outputs()[0].shape[1]  # the head's classes: static in the export
-        out = np.empty((len(texts), head), dtype=np.float32)
-        for idx in length_batches([len(e.ids) for e in encodings], self.batch_size):
+        lengths = [len(e.ids) for e in encodings]
+        for idx in length_batches(lengths, batch_size or self.batch_size):
             batch = [encodings[i] for i in idx]
             width = max(len(e.ids) for e in batch)
             feed = {
@@ -123,6 +126,12 @@ class OnnxPredictor:
                 feed["input_ids"][row, : len(e.ids)] = e.ids
                 feed["attention_mask"][row, : len(e.ids)] = e.attention_mask
                 feed["token_type_ids"][row, : len(e.ids)] = e.type_ids
-            logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})
-            out[idx] = softmax(logits[0].astype(np.float32))
+            yield idx, {k: v for k, v in feed.items() if k in self.inputs}
+
+    def proba_of_model_texts(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities for texts already cleaned by ``model_text``."""
+        head = self.session.get_outputs()[0].shape[1]  # the head's classes: static in the export
+        out = np.empty((len(texts), head), dtype=np.float32)
+        for idx, feed in self.feeds(texts):
+            out[idx] = softmax(self.session.run(None, feed)[0].astype(np.float32))
         return collapse(out, self.meta.get("head_groups"))

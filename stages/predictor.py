@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,6 +70,31 @@ def rating_groups(ratings: list[int], labels: list[int]) -> list[list[int]]:
     if not all(groups):
         raise ValueError("a label has no rating in the training rows")
     return groups
+
+
+INVARIANCE_BOUND = 1e-5  # largest |change of a probability| a text's batch-mates may cause
+
+
+def batch_invariance_error(
+    score: Callable[[list[str]], np.ndarray], texts: list[str], seed: int = 0
+) -> float:
+    """The largest |difference| between the probabilities of ``texts`` scored in one call
+    and the same texts scored one at a time, in a shuffled order, and in shuffled calls of
+    random sizes (1-64): how much a text's score depends on its batch-mates, its position
+    and padding. 0 for a batch-invariant backend, up to float noise."""
+    together = score(texts)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))
+    alone = np.vstack([score([text]) for text in texts])
+    shuffled = np.empty_like(together)
+    shuffled[order] = score([texts[i] for i in order])
+    chunked = np.empty_like(together)
+    start = 0
+    while start < len(order):
+        rows = order[start : start + int(rng.integers(1, 65))]
+        chunked[rows] = score([texts[i] for i in rows])
+        start += len(rows)
+    return float(max(np.abs(other - together).max() for other in (alone, shuffled, chunked)))
 
 
 def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:

@@ -3,11 +3,14 @@
 Dynamic padding over length-grouped batches, AdamW with linear warmup and weight decay,
 gradient clipping, early stopping on validation macro-F1 (best epoch kept), decision
 threshold chosen on validation. The head learns the labels, or with ``target: rating`` the
-1-5 star ratings, whose probabilities are summed into the labels they make up. Seeded; runs
-on CUDA when present, else every CPU core.
-The model directory also holds an ONNX export, and with ``quantize`` an int8 copy of it,
-kept only when it costs less than 0.5 validation macro-F1 points and no behavioural pass
-rate drops more than 0.05 (``meta.json`` says which, and why).
+1-5 star ratings, whose probabilities are summed into the labels they make up. Seeded, with
+deterministic algorithms and every CPU numeric path pinned (``stages/numerics.py``: the
+command starts itself again when the caller's environment differs), so its bytes are the
+same on any x86-64 machine; runs on CUDA when present.
+The model directory also holds an ONNX export, and with ``quantize`` a static int8 copy of
+it, kept only when it costs less than 0.5 validation macro-F1 points, no behavioural pass
+rate drops more than 0.05 and no score moves more than ``INVARIANCE_BOUND`` with its
+batch-mates (``meta.json`` says which, and why).
 """
 
 from __future__ import annotations
@@ -47,9 +50,12 @@ from stages.common import (
 )
 from stages.metrics import macro_f1
 from stages.mlflow_model import log_model
+from stages.numerics import numerics_record, run_pinned
 from stages.onnx_model import ONNX_INT8_FILE, OnnxPredictor, collapse
 from stages.predictor import (
+    INVARIANCE_BOUND,
     META_FILE,
+    batch_invariance_error,
     best_threshold,
     check_target,
     decide,
@@ -59,6 +65,7 @@ from stages.predictor import (
 from stages.text import model_text
 from stages.tracking import log_numeric_metrics, stage_run
 from stages.transformer_model import (
+    calibration_sample,
     pick_device,
     probabilities,
     quantize_onnx,
@@ -119,8 +126,8 @@ def train(
     """
     set_seed(params["seed"])
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.set_num_threads(params["threads"])  # reductions split by thread: fix it for equal bytes
     device = pick_device()
+    torch.set_num_threads(params["threads"])  # reductions split by thread: fix it for equal bytes
     all_texts, all_labels = read_split(train_split)
     rows = subsample(all_labels, params["max_train_samples"], params["seed"])
     targets, head_size, groups = training_targets(params, train_split, rows, all_labels)
@@ -232,6 +239,7 @@ def train(
         "n_classes": n_classes,
         "head_groups": groups,
         "base_model": str(base),
+        "train_texts": texts,
         "val_texts": val_texts,
         "val_labels": val_labels,
         "val_proba": best["proba"],
@@ -239,25 +247,37 @@ def train(
 
 
 def quantization_check(model_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """The ONNX export in fp32 and in int8 (``model.int8.onnx``, written before) on validation
-    and on the behavioural suite. int8 is kept only when it costs less than 0.5 validation
-    macro-F1 points and no behavioural pass rate drops more than the gate allows a new model
-    (``MAX_BEHAVIOUR_DROP``); otherwise its file is removed."""
+    """The ONNX export in fp32 and in int8 (``model.int8.onnx``, written before) on validation,
+    on the behavioural suite and for batch invariance (``batch_invariance_error`` on the
+    validation texts). int8 is kept only when it costs less than 0.5 validation macro-F1
+    points, no behavioural pass rate drops more than the gate allows a new model
+    (``MAX_BEHAVIOUR_DROP``) and no score moves more than ``INVARIANCE_BOUND`` with its
+    batch-mates; otherwise its file is removed."""
     meta = json.loads((model_dir / META_FILE).read_text())
-    scores, behaviour = {}, {}
+    scores, behaviour, invariance = {}, {}, {}
     for name, quantized in (("fp32", False), ("int8", True)):
         predictor = OnnxPredictor(model_dir, meta | {"quantized": quantized})
         proba = predictor.proba_of_model_texts(result["val_texts"])
         scores[name] = macro_f1(result["val_labels"], decide(proba, result["threshold"]))
         behaviour[name] = run_suite(lambda batch, p=predictor: predict(p, batch))
+        invariance[name] = batch_invariance_error(
+            predictor.proba_of_model_texts, result["val_texts"]
+        )
     drop = max(behaviour["fp32"][k] - behaviour["int8"][k] for k in behaviour["fp32"])
-    kept = scores["fp32"] - scores["int8"] < MAX_QUANTIZATION_LOSS and drop <= MAX_BEHAVIOUR_DROP
+    kept = (
+        scores["fp32"] - scores["int8"] < MAX_QUANTIZATION_LOSS
+        and drop <= MAX_BEHAVIOUR_DROP
+        and invariance["int8"] <= INVARIANCE_BOUND
+    )
     if not kept:
         (model_dir / ONNX_INT8_FILE).unlink()
     return {
         "val_macro_f1_fp32": round(scores["fp32"], 5),
         "val_macro_f1_int8": round(scores["int8"], 5),
         "behaviour_drop_int8": round(drop, 4),
+        # rounded: float noise of another CPU's kernels must not change the file's bytes
+        "batch_invariance_fp32": round(invariance["fp32"], 6),
+        "batch_invariance_int8": round(invariance["int8"], 6),
         "quantized": kept,
     }
 
@@ -308,12 +328,13 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             "base_model": Path(result["base_model"]).name,
             "best_epoch": result["best_epoch"],
             "val_macro_f1": round(result["history"][result["best_epoch"] - 1]["val_macro_f1"], 5),
+            "cpu_numerics": numerics_record(params["threads"]),
         }
         with atomic_path(MODEL_DIR) as tmp:
             save_transformer(result["model"], result["tokenizer"], tmp, meta)
             quant = {"quantized": False}
             if params["quantize"]:
-                quantize_onnx(tmp)
+                quantize_onnx(tmp, calibration_sample(result["train_texts"], params["seed"]))
                 quant = quantization_check(tmp, result)
                 write_json(tmp / META_FILE, json.loads((tmp / META_FILE).read_text()) | quant)
         summary = {
@@ -333,7 +354,9 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    summary = run_stage(load_params("train_transformer"))
+    params = load_params("train_transformer")
+    run_pinned(params["threads"])  # may start this command again, pinned
+    summary = run_stage(params)
     print(f"train_transformer: {json.dumps(summary)}")
 
 

@@ -12,6 +12,7 @@ from stages import train_transformer as tt
 from stages.model_files import file_digests
 from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor, onnx_file
 from stages.predictor import load_predictor, read_meta
+from stages.text import model_text
 from stages.transformer_model import TransformerPredictor, quantize_onnx, save_transformer
 from tests.test_transformer import WORDS, splits, tiny_bert  # noqa: F401 (fixtures)
 
@@ -24,6 +25,11 @@ def varied_texts(n: int, seed: int = 0) -> list[str]:
     extras = ["", "👍👍", "zzz qqq", "good READ MORE", "   ", "the " * 40, "BAD!!! 😡"]
     texts = [" ".join(rng.choice(WORDS, rng.integers(1, 30))) for _ in range(n - len(extras))]
     return texts + extras
+
+
+def calibration_texts() -> list[str]:
+    """Model texts for the int8 calibration (other texts than the ones scored)."""
+    return [model_text(t) for t in varied_texts(100, seed=5)]
 
 
 @pytest.fixture
@@ -71,7 +77,7 @@ def test_the_export_and_its_int8_copy_are_byte_for_byte_reproducible(
     digests = []
     for run in ("first", "second"):
         save_transformer(model, tokenizer, tmp_path / run, META)
-        quantize_onnx(tmp_path / run)
+        quantize_onnx(tmp_path / run, calibration_texts())
         digests.append(file_digests(tmp_path / run))
     assert {ONNX_FILE, ONNX_INT8_FILE, "tokenizer.json"} <= set(digests[0])
     assert digests[0] == digests[1]
@@ -83,9 +89,10 @@ def test_int8_is_kept_only_when_validation_allows(
 ) -> None:
     texts = varied_texts(40)
     result = {"val_texts": texts, "val_labels": [i % 2 for i in range(40)], "threshold": 0.5}
-    quantize_onnx(exported)
+    quantize_onnx(exported, calibration_texts())
     monkeypatch.setattr(tt, "MAX_QUANTIZATION_LOSS", tolerance)
     monkeypatch.setattr(tt, "MAX_BEHAVIOUR_DROP", tolerance)
+    monkeypatch.setattr(tt, "INVARIANCE_BOUND", tolerance)
     check = tt.quantization_check(exported, result)
     assert check["quantized"] is kept
     assert (exported / ONNX_INT8_FILE).is_file() is kept
@@ -94,6 +101,9 @@ def test_int8_is_kept_only_when_validation_allows(
         "val_macro_f1_fp32",
         "val_macro_f1_int8",
         "behaviour_drop_int8",
+        "batch_invariance_fp32",
+        "batch_invariance_int8",
     }
+    assert check["batch_invariance_int8"] <= 1e-5 and check["batch_invariance_fp32"] <= 1e-5
     meta = read_meta(exported) | check
     assert onnx_file(exported, meta).name == (ONNX_INT8_FILE if kept else ONNX_FILE)

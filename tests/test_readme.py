@@ -26,7 +26,7 @@ def committed(path: str) -> dict:
     text = subprocess.run(
         ["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    return yaml.safe_load(text) if path.endswith(".yaml") else json.loads(text)
+    return yaml.safe_load(text) if path.endswith((".yaml", ".lock")) else json.loads(text)
 
 
 def figure(pattern: str) -> re.Match:

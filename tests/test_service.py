@@ -15,6 +15,7 @@ from pathlib import Path
 
 import bentoml
 import httpx
+import numpy as np
 import psutil
 import pytest
 import yaml
@@ -24,9 +25,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from stages.model_files import save_skops
-from stages.predictor import save_classical
+from stages.predictor import INVARIANCE_BOUND, save_classical
 from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_gate import make_model
+from tests.test_invariance import transformer_dir  # noqa: F401 (a fixture)
+from tests.test_onnx import varied_texts
 
 BIN = Path(sys.executable).parent
 # httpx builds a TLS context (loading the CA bundle: ~40 ms of CPU) for every top-level
@@ -613,3 +616,48 @@ def test_the_bento_includes_every_module_the_service_imports() -> None:
     torch_only = {"stages/transformer_model.py"}
     needed = {path for path in closure("service.py") if path.endswith(".py")} - torch_only
     assert needed <= included, sorted(needed - included)
+
+
+@pytest.fixture(scope="module")
+def transformer_server(
+    transformer_dir: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """``bentoml serve`` of a tiny BERT with its static int8 copy, the flavor and backend
+    the pipeline serves by default."""
+    home = tmp_path_factory.mktemp("bentoml-transformer")
+    export_model(home, transformer_dir)
+    log_dir = tmp_path_factory.mktemp("transformer-log")
+    proc, url = serve(home, log_dir, SENTIMENT_API_WORKERS="2")
+    try:
+        wait_ready(proc, f"{url}/readyz", log_dir / "server.log")
+        yield url
+    finally:
+        stop_group(proc, log_dir / "server.log")
+
+
+def test_a_review_gets_the_same_score_alone_in_batches_and_under_load(transformer_server) -> None:
+    """The same reviews one request each, inside /predict_batch bodies in other orders and
+    company, and as concurrent requests the service batches together: one score each."""
+    url = transformer_server
+    texts = [t for t in varied_texts(60, seed=21) if t.strip()]
+    alone = [post(f"{url}/predict", json={"text": t}, timeout=60).json() for t in texts]
+    assert {a["model_version"] for a in alone} == {"7"}
+    scores = {text: [a["score"]] for text, a in zip(texts, alone, strict=True)}
+    rng = np.random.default_rng(0)
+    for size in (2, 7, 33, len(texts)):
+        for start in range(0, len(texts), size):
+            body = [texts[i] for i in rng.permutation(len(texts))[start : start + size]]
+            answers = post(f"{url}/predict_batch", json={"texts": body}, timeout=60).json()
+            for text, answer in zip(body, answers, strict=True):
+                scores[text].append(answer["score"])
+
+    def call(i: int) -> tuple[str, float]:
+        text = texts[i % len(texts)]
+        return text, post(f"{url}/predict", json={"text": text}, timeout=60).json()["score"]
+
+    with ThreadPoolExecutor(32) as pool:
+        for text, score in pool.map(call, range(4 * len(texts))):
+            scores[text].append(score)
+    spread = max(max(s) - min(s) for s in scores.values())
+    assert spread <= INVARIANCE_BOUND

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import itertools
+import platform
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from stages import train_transformer as tt
 from stages.model_files import file_digests
-from stages.predictor import load_predictor, predict, rating_groups
+from stages.numerics import cpu_pins
+from stages.predictor import load_predictor, predict, rating_groups, read_meta
 from stages.text import model_text
 from stages.transformer_model import probabilities
+from tests.conftest import copy_project, project_env
 
 WORDS = [
     "good",
@@ -54,10 +62,10 @@ PARAMS = {
 }
 
 
-@pytest.fixture
-def tiny_bert(tmp_path: Path) -> Path:
-    """A randomly initialised 2-layer BERT with a 19-token vocabulary."""
-    vocab = tmp_path / "vocab.txt"
+def make_tiny_bert(directory: Path) -> Path:
+    """A randomly initialised 2-layer BERT with a 21-token vocabulary, in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab))
     config = BertConfig(
@@ -68,10 +76,16 @@ def tiny_bert(tmp_path: Path) -> Path:
         intermediate_size=32,
         max_position_embeddings=32,
     )
-    model_dir = tmp_path / "tiny-bert"
+    model_dir = directory / "tiny-bert"
+    torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     return model_dir
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    return make_tiny_bert(tmp_path)
 
 
 @pytest.fixture
@@ -229,6 +243,37 @@ def test_real_minilm_fine_tunes_on_64_texts(splits, tmp_path) -> None:
     )
     assert result["model"].config.hidden_size == 384
     assert result["history"][0]["train_loss"] > 0
+
+
+@pytest.mark.slow
+def test_training_gives_the_same_bytes_whatever_cpu_the_caller_names(
+    tiny_bert, splits, tmp_path
+) -> None:
+    """The stage pins its numeric paths itself: run with the caller's environment asking for
+    AVX-512 kernels, for the scalar ones, or for nothing, it trains the same bytes."""
+    root = copy_project(tmp_path / "copy")
+    prepared = root / "data" / "prepared"
+    for split, name in zip(splits, ("train", "val"), strict=True):
+        shutil.copy(split, prepared / f"{name}.parquet")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train_transformer"] = PARAMS | {"base_model": str(tiny_bert), "epochs": 2}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    digests = {}
+    for capability in ("avx512", "default", None):
+        env = project_env(root)
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        subprocess.run(
+            [sys.executable, "-m", "stages.train_transformer"], cwd=root, env=env, check=True
+        )
+        model_dir = root / "models" / "transformer"
+        numerics = read_meta(model_dir)["cpu_numerics"]
+        assert numerics.pop("aten_capability_used") == "AVX2" or platform.machine() != "x86_64"
+        assert numerics == cpu_pins(2)
+        digests[capability] = file_digests(model_dir)
+    assert {"model.safetensors", "model.onnx", "model.int8.onnx"} <= set(digests[None])
+    assert digests["avx512"] == digests["default"] == digests[None]
 
 
 def batching_cost(batches, lengths, overhead: int) -> int:

@@ -1,0 +1,54 @@
+"""CPU numeric paths pinned for training, so that its bytes do not depend on the machine.
+
+torch picks its kernels by CPU: ATen by the widest vector unit it finds (AVX-512 or AVX2),
+MKL by its code branch, oneDNN by its instruction set, and float sums split by the thread
+count. Each choice changes the trained weights' bytes. ``pinned_environment`` fixes every one
+at AVX2, which every x86-64 CPU of the last ten years has; the libraries read these variables
+when they load, so ``run_pinned`` runs the command again in a fresh interpreter whenever the
+caller's environment says otherwise. On other architectures (ARM) only the thread counts are
+pinned: their kernels have no such switches, and their bytes differ from x86-64's.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping
+
+X86_PINS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels (softmax, GELU, AdamW, ...)
+    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility branch (GEMM)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN's kernels (linear layers it takes over)
+}
+X86_MACHINES = ("x86_64", "amd64")
+
+
+def cpu_pins(threads: int, machine: str | None = None) -> dict[str, str]:
+    """The environment variables that fix training's numeric paths on ``machine``."""
+    machine = (machine or platform.machine()).lower()
+    thread_pins = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return (X86_PINS if machine in X86_MACHINES else {}) | thread_pins
+
+
+def pinned_environment(environ: Mapping[str, str], threads: int) -> dict[str, str]:
+    """``environ`` with the pins set, whatever it said about them."""
+    return dict(environ) | cpu_pins(threads)
+
+
+def run_pinned(threads: int) -> None:
+    """Return when this process already runs pinned; otherwise replace it by the same
+    command (``sys.orig_argv``) under the pinned environment."""
+    environment = pinned_environment(os.environ, threads)
+    if environment == dict(os.environ):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+def numerics_record(threads: int) -> dict[str, str]:
+    """What ``meta.json`` keeps of the pins: the variables and the ATen kernels used."""
+    import torch
+
+    return cpu_pins(threads) | {"aten_capability_used": torch.backends.cpu.get_cpu_capability()}
