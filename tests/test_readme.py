@@ -107,6 +107,8 @@ def test_drift_figures() -> None:
         "held_out": "no drift"
     }
     assert "held_out: no drift; amazon/imdb/yelp: drift |" in README
+    score_ks = committed("drift/report.json")["held_out"]["tests"]["score_ks"]["p_value"]
+    assert f"score KS p-value of 0.068; it is now {score_ks:.2f}." in README
 
 
 def test_traffic_figures(raw_data: Path) -> None:
