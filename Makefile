@@ -37,19 +37,19 @@ $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/dvc pull --allow-missing --quiet
 	$(BIN)/dvc repro
-	$(BIN)/python -m stages.gate promote
-	$(BIN)/python -m stages.summary
+	$(BIN)/python -m sentiment.registry promote
+	$(BIN)/python -m sentiment.summary
 
-## promote: make the registry and the BentoML store match gate/decision.json (idempotent)
+## promote: make the registry and the BentoML store match reports/gate/decision.json (idempotent)
 promote: $(VENV)/.installed
-	$(BIN)/python -m stages.gate promote
+	$(BIN)/python -m sentiment.registry promote
 
 ## test: install with dev tools and run the whole suite (slow end-to-end tests included)
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# The headline metrics (eval/headline.json, gate/verdict.json, drift/verdicts.json) and the
+# The headline metrics (reports/evaluate/headline.json, reports/gate/verdict.json, reports/drift/verdicts.json) and the
 # params: every other column (detail metrics, deps) is dropped.
 EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer|evaluate)\.|Experiment$$|Created$$).*
 
@@ -69,7 +69,7 @@ bento: $(VENV)/.installed
 
 ## rollback: move `production` back to `previous-production` and re-export it to BentoML
 rollback: $(VENV)/.installed
-	$(BIN)/python -m stages.gate rollback
+	$(BIN)/python -m sentiment.registry rollback
 
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow"

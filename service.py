@@ -2,14 +2,14 @@
 
 Two services: ``Sentiment`` is the HTTP API (validation, metrics, inference log) and funnels
 every request into ``SentimentModel.classify``, one batchable method with adaptive batching,
-which scores through the same ``stages.predictor`` code as evaluate and the gate.
+which scores through the same ``sentiment.models.predictor`` code as evaluate and the gate.
 
 Environment:
 - ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
   gate exported last);
 - ``SENTIMENT_MAX_CHARS`` (5000), ``SENTIMENT_MAX_BATCH`` (256) and
-  ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``stages/request_guard.py`` enforces
-  them before BentoML reads a request, and ``/docs.json`` declares them);
+  ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``sentiment/serving/request_guard.py``
+  enforces them before BentoML reads a request, and ``/docs.json`` declares them);
 - ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
 - ``SENTIMENT_ONNX_SPIN`` (0 in the model service): whether ONNX Runtime's threads spin-wait
   between calls (faster alone, slower beside the API workers on the same cores);
@@ -20,7 +20,7 @@ Environment:
 - ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
   exceed the batching window (10 s), so a call that times out is never resent;
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
-  (``stages/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
+  (``sentiment/serving/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
   ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
 - ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
   ``inference-log/predictions.jsonl``; ``off`` disables it): each API worker writes its own
@@ -49,8 +49,8 @@ import bentoml
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.request_guard import RequestGuard, Route, request_schema
-from stages.serving import (
+from sentiment.serving.request_guard import RequestGuard, Route, request_schema
+from sentiment.serving.rules import (
     VISIBLE,
     label_names,
     nothing_to_score,
@@ -231,8 +231,8 @@ class SentimentModel:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        from stages.model_files import bento_model_dir
-        from stages.predictor import load_predictor
+        from sentiment.models.files import bento_model_dir
+        from sentiment.models.predictor import load_predictor
 
         # ONNX Runtime's threads must not spin-wait here: the API workers share the cores
         # (bench.serve_load at concurrency 16: 90 req/s with spinning on 1.86 cores; without,
@@ -251,7 +251,7 @@ class SentimentModel:
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:
-        from stages.predictor import decide
+        from sentiment.models.predictor import decide
 
         proba = self.predictor.predict_proba(texts)
         labels = decide(proba, self.threshold)
@@ -336,7 +336,7 @@ class Sentiment:
 
 
 if os.environ.get("SENTIMENT_API_TOKEN"):
-    from stages.auth import BearerAuth, open_paths
+    from sentiment.serving.auth import BearerAuth, open_paths
 
     TOKEN_SCOPE = os.environ.get("SENTIMENT_API_TOKEN_SCOPE", "predict")
     open_paths(TOKEN_SCOPE)  # a bad scope stops `bentoml serve` here, not in every worker

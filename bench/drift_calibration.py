@@ -22,8 +22,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stages.common import load_params, read_split
-from stages.drift import (
+from sentiment.data.splits import map_labels
+from sentiment.fileio import read_split
+from sentiment.models.predictor import load_predictor
+from sentiment.monitoring.drift import (
     CHAMPION_DIR,
     OOD_SETS,
     RAW_REVIEWS,
@@ -31,8 +33,7 @@ from stages.drift import (
     build_reference,
     raw_traffic,
 )
-from stages.predictor import load_predictor
-from stages.prepare import map_labels
+from sentiment.params import load_params
 
 PHRASE = "Delivered by Ekart Logistics, check the seal before accepting the parcel."
 

@@ -18,9 +18,15 @@ import json
 import numpy as np
 import pandas as pd
 
-from stages.common import load_params
-from stages.drift import CHAMPION_DIR, RAW_REVIEWS, DriftDetector, build_reference, raw_traffic
-from stages.predictor import load_predictor
+from sentiment.models.predictor import load_predictor
+from sentiment.monitoring.drift import (
+    CHAMPION_DIR,
+    RAW_REVIEWS,
+    DriftDetector,
+    build_reference,
+    raw_traffic,
+)
+from sentiment.params import load_params
 
 
 def main() -> None:

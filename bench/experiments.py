@@ -3,8 +3,8 @@
     python -m bench.experiments [NAME ...] [--workspace default] [--write bench/experiments.json]
 
 For each named experiment (default: every one under ``refs/exps``), reads the files DVC
-committed to its ref (params.yaml, eval/metrics.json, tune/best.json,
-train_transformer/metrics.json), and with ``--workspace`` the workspace's own run first. It
+committed to its ref (params.yaml, reports/evaluate/metrics.json, reports/tune/best.json,
+reports/train_transformer/metrics.json), and with ``--workspace`` the workspace's own run first. It
 prints one row per candidate: validation macro-F1 (as fitted, and cross-fitted, which picks
 the champion), test macro-F1 with its 95 % bootstrap CI, training minutes and scoring speed
 (texts/s, evaluate's batched timing on the test split). ``--write`` saves the rows, which
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from stages.common import write_json
+from sentiment.fileio import write_json
 
 CANDIDATES = ("classical", "transformer", "ensemble")
 
@@ -63,10 +63,10 @@ def variant(name: str, params: dict[str, Any]) -> str:
 
 def rows(name: str, commit: str | None) -> list[dict[str, Any]]:
     params = read(commit, "params.yaml")
-    metrics = read(commit, "eval/metrics.json")
+    metrics = read(commit, "reports/evaluate/metrics.json")
     minutes = {
-        "classical": read(commit, "tune/best.json")["search_seconds"] / 60,
-        "transformer": read(commit, "train_transformer/metrics.json")["train_seconds"] / 60,
+        "classical": read(commit, "reports/tune/best.json")["search_seconds"] / 60,
+        "transformer": read(commit, "reports/train_transformer/metrics.json")["train_seconds"] / 60,
     }
     minutes["ensemble"] = minutes["classical"] + minutes["transformer"]
     out = []

@@ -1,4 +1,4 @@
-"""Batch scoring at scale: texts/s and peak memory of ``python -m stages.score``.
+"""Batch scoring at scale: texts/s and peak memory of ``python -m sentiment.score``.
 
     python -m bench.score_file [--rows 100000 1000000] [--models DIR ...]
 
@@ -37,7 +37,7 @@ def score(model: str, source: Path, target: Path) -> dict:
     """Run the command in a child process; its wall time and peak RSS (from wait4)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.score", "--model", model, "--input", str(source),
+        [sys.executable, "-m", "sentiment.score", "--model", model, "--input", str(source),
          "--output", str(target), "--text-column", COLUMN],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -46,7 +46,7 @@ def score(model: str, source: Path, target: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if proc.returncode:
-        raise RuntimeError(f"stages.score failed on {source} with {model}")
+        raise RuntimeError(f"sentiment.score failed on {source} with {model}")
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 

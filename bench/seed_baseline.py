@@ -30,9 +30,9 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from stages.common import read_split
-from stages.metrics import bootstrap_ci, macro_f1
-from stages.predictor import load_predictor, predict
+from sentiment.evaluation.metrics import bootstrap_ci, macro_f1
+from sentiment.fileio import read_split
+from sentiment.models.predictor import load_predictor, predict
 
 STOP = ENGLISH_STOP_WORDS - {"not", "no", "nor"}
 STEMMER = PorterStemmer()
@@ -119,7 +119,7 @@ def main() -> None:
 
     ours = load_predictor("models/classical")
     pred = predict(ours, test_texts)
-    best = json.loads(Path("tune/best.json").read_text())
+    best = json.loads(Path("reports/tune/best.json").read_text())
     results["ours_classical"] = {
         "model": best["best_params"]["classifier"],
         "cv_macro_f1": best["cv_macro_f1"],

@@ -35,9 +35,9 @@ import httpx
 import numpy as np
 import psutil
 
-from stages.common import read_split
-from stages.model_files import bento_model_dir
-from stages.predictor import load_predictor
+from sentiment.fileio import read_split
+from sentiment.models.files import bento_model_dir
+from sentiment.models.predictor import load_predictor
 
 BIN = Path(sys.executable).parent
 
@@ -155,8 +155,8 @@ def use_model_dir(model_dir: Path) -> None:
     home = tempfile.mkdtemp(prefix="serve-load-bentoml-")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["BENTOML_HOME"] = home
-    from stages.gate import export_to_bentoml
-    from stages.model_files import file_digests
+    from sentiment.models.files import file_digests
+    from sentiment.registry.promotion import export_to_bentoml
 
     os.environ["SENTIMENT_MODEL_TAG"] = export_to_bentoml(
         model_dir, "sentiment", "bench", file_digests(model_dir), {}

@@ -4,7 +4,7 @@
 
 Each setting trains in a fresh interpreter (the libraries read the variables when they
 load): unpinned (the machine's own kernels), pinned as ``train_transformer`` pins
-(``stages.numerics.cpu_pins``), and pinned with MKL's slowest portable branch
+(``sentiment.models.numerics.cpu_pins``), and pinned with MKL's slowest portable branch
 (``MKL_CBWR=COMPATIBLE``). Prints seconds per run and the sha256 of the trained weights:
 runs of one setting must agree. Last line: one JSON object.
 """
@@ -17,19 +17,20 @@ import os
 import subprocess
 import sys
 
-from stages.numerics import cpu_pins
+from sentiment.models.numerics import cpu_pins
 
 TRAIN = """
 import hashlib, json, sys, time
 from pathlib import Path
 import pandas as pd, torch
-from stages import train_transformer as tt
-from stages.common import load_params
+from sentiment import paths
+from sentiment.models import training as tt
+from sentiment.params import load_params
 rows = int(sys.argv[1])
 pd.read_parquet("data/prepared/train.parquet").head(rows).to_parquet(sys.argv[2])
 params = load_params("train_transformer") | {"epochs": 1, "max_train_samples": None}
 start = time.perf_counter()
-result = tt.train(params, Path(sys.argv[2]), Path("data/prepared/val.parquet"))
+result = tt.train(params, Path(sys.argv[2]), paths.SPLITS["val"])
 seconds = time.perf_counter() - start
 weights = b"".join(v.numpy().tobytes() for v in result["model"].state_dict().values())
 print(json.dumps({"seconds": seconds, "sha256": hashlib.sha256(weights).hexdigest(),

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.behaviour import run_suite
-from stages.common import load_params, read_split
-from stages.metrics import macro_f1
-from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor
-from stages.predictor import batch_invariance_error, decide, read_meta
-from stages.text import model_text
-from stages.transformer_model import TransformerPredictor, calibration_sample, quantize_onnx
+from sentiment.data.text import model_text
+from sentiment.evaluation.behaviour import run_suite
+from sentiment.evaluation.metrics import macro_f1
+from sentiment.fileio import read_split
+from sentiment.models.onnx_backend import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor
+from sentiment.models.predictor import batch_invariance_error, decide, read_meta
+from sentiment.models.transformer import TransformerPredictor, calibration_sample, quantize_onnx
+from sentiment.params import load_params
 
 MODEL_DIR = Path("models/transformer")
 Score = Callable[[list[str]], np.ndarray]

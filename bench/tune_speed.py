@@ -4,7 +4,7 @@
 
 Uses in-memory Optuna storage and no MLflow logging, so it measures the search itself;
 the stage's own figure (with SQLite storage and MLflow child runs) is
-``search_seconds`` in tune/best.json. Last line: one JSON object.
+``search_seconds`` in reports/tune/best.json. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 
 import optuna
 
-from stages.common import load_params
-from stages.tune import search
+from sentiment.models.search import search
+from sentiment.params import load_params
 
 
 def main() -> None:

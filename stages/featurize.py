@@ -9,86 +9,24 @@ from typing import Any
 import mlflow
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import TransformerMixin
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
-from stages.common import (
-    atomic_path,
-    deterministic_zip,
-    entry_point,
-    load_params,
-    read_split,
-    write_json,
-)
-from stages.model_files import save_skops
-from stages.text import Tokenizer
-from stages.tracking import stage_run
-
-NEGATIONS = frozenset(
-    {
-        "no",
-        "nor",
-        "not",
-        "never",
-        "none",
-        "nothing",
-        "nobody",
-        "nowhere",
-        "cannot",
-        "cant",
-        "dont",
-        "don't",
-        "isn't",
-        "wasn't",
-        "won't",
-    }
-)
-SPLITS = ("train", "val", "test")
+from sentiment import paths
+from sentiment.cli import entry_point
+from sentiment.features.vectorizer import make_vectorizer
+from sentiment.fileio import atomic_path, deterministic_zip, read_split, write_json
+from sentiment.models.files import save_skops
+from sentiment.params import load_params
+from sentiment.tracking import stage_run
 
 
-def stop_words(choice: str | None) -> list[str] | None:
-    """``english`` is scikit-learn's list minus every negation; ``none`` keeps all words."""
-    if choice in (None, "none"):
-        return None
-    if choice == "english":
-        return sorted(ENGLISH_STOP_WORDS - NEGATIONS)
-    raise ValueError(f"featurize.stop_words must be 'none' or 'english', got {choice!r}")
-
-
-def make_vectorizer(params: dict[str, Any]) -> TransformerMixin:
-    """TF-IDF over word n-grams (NLTK/emoji tokenizer), optionally joined by char n-grams."""
-    common = dict(
-        min_df=params["min_df"],
-        max_df=params["max_df"],
-        max_features=params["max_features"],
-        sublinear_tf=params["sublinear_tf"],
-        dtype=np.float32,
-    )
-    words = TfidfVectorizer(
-        tokenizer=Tokenizer(params["emoji"], params["stem"], params["negation"]),
-        token_pattern=None,
-        lowercase=False,
-        stop_words=stop_words(params["stop_words"]),
-        ngram_range=(1, params["word_ngram_max"]),
-        **common,
-    )
-    if not params["char_ngrams"]:
-        return words
-    chars = TfidfVectorizer(
-        analyzer="char_wb", ngram_range=tuple(params["char_ngram_range"]), **common
-    )
-    return FeatureUnion([("words", words), ("chars", chars)])
-
-
-def featurize(prepared: Path, out_dir: Path, params: dict[str, Any]) -> dict[str, int]:
-    """Fit on train, save the vectorizer and each split's matrix and labels."""
+def featurize(splits: dict[str, Path], out_dir: Path, params: dict[str, Any]) -> dict[str, int]:
+    """Fit on ``splits["train"]``, save the vectorizer and each split's matrix and labels."""
     vectorizer = make_vectorizer(params)
-    texts, labels = read_split(prepared / "train.parquet")
+    texts, labels = read_split(splits["train"])
     matrices = {"train": vectorizer.fit_transform(texts)}
     label_sets = {"train": labels}
-    for split in SPLITS[1:]:
-        texts, label_sets[split] = read_split(prepared / f"{split}.parquet")
+    for split in [s for s in splits if s != "train"]:
+        texts, label_sets[split] = read_split(splits[split])
         matrices[split] = vectorizer.transform(texts)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -107,8 +45,8 @@ def featurize(prepared: Path, out_dir: Path, params: dict[str, Any]) -> dict[str
 def main() -> None:
     params = load_params("featurize")
     with stage_run("featurize"):
-        summary = featurize(Path("data/prepared"), Path("data/features"), params)
-        write_json(Path("featurize/summary.json"), summary)
+        summary = featurize(paths.SPLITS, paths.FEATURES, params)
+        write_json(paths.FEATURIZE_SUMMARY, summary)
         mlflow.log_metrics(summary)
     print(f"featurize: {summary}")
 

@@ -2,341 +2,70 @@
 
 Objective: mean stratified k-fold macro-F1 on the train split (the test split is never
 read). The classifier learns the labels, or with ``tune.target: rating`` the 1-5 star
-ratings, whose probabilities are summed into the labels they make up. The study lives in an
-Optuna RDB storage (``OPTUNA_STORAGE``, else ``tune.storage``, else ``optuna.db`` in the
-project) under a name derived from the input hashes, so a re-run with the same inputs
-resumes it, and extra workers can join it from other processes or machines:
-``python -m stages.tune --worker``.
+ratings, whose probabilities are summed into the labels they make up. The study is resumed
+by a re-run with the same inputs, and extra workers can join it from other processes or
+machines: ``python -m stages.tune --worker`` (``sentiment.models.search`` says where it
+lives).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import time
-import warnings
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
-import optuna
-import scipy.sparse as sp
-from mlflow.entities import Metric, Param, RunTag
-from optuna.importance import PedAnovaImportanceEvaluator
-from optuna.trial import TrialState
-from sklearn.base import ClassifierMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import StratifiedKFold
-from sklearn.naive_bayes import ComplementNB
-from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
 
-from stages.common import atomic_path, entry_point, load_params, read_split, write_json
-from stages.metrics import macro_f1
-from stages.model_files import load_skops
-from stages.onnx_model import collapse
-from stages.predictor import best_threshold, check_target, decide, rating_groups, save_classical
-from stages.tracking import code_hash, dvc_md5, params_hash, project_root, stage_run
+from sentiment import paths
+from sentiment.cli import entry_point
+from sentiment.evaluation.metrics import macro_f1
+from sentiment.fileio import atomic_path, write_json
+from sentiment.models.onnx_backend import collapse
+from sentiment.models.predictor import best_threshold, decide, save_classical
+from sentiment.models.search import (
+    Inputs,
+    refit_best,
+    save_plots,
+    search,
+    storage_url,
+    study_name,
+    study_record,
+)
+from sentiment.params import load_params
+from sentiment.tracking import code_hash, dvc_md5, stage_run
 
-FEATURES = Path("data/features")
-TRAIN_SPLIT = Path("data/prepared/train.parquet")  # its ratings, for tune.target: rating
-MODEL_DIR = Path("models/classical")
-OUT_DIR = Path("tune")
-FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
-# Params that change how long the search runs, not what it searches.
-RUN_ONLY_PARAMS = ("n_trials", "timeout", "n_jobs", "storage")
-
-
-def suggest_classifier(trial: optuna.Trial, families: list[str], seed: int) -> ClassifierMixin:
-    """Sample a classifier family and its hyperparameters (also rebuilds from FixedTrial)."""
-    family = trial.suggest_categorical("classifier", families)
-    if family == "complement_nb":
-        return ComplementNB(alpha=trial.suggest_float("complement_nb_alpha", 1e-3, 1.0, log=True))
-    weight = trial.suggest_categorical(f"{family}_class_weight", [None, "balanced"])
-    if family == "logreg":
-        c = trial.suggest_float("logreg_C", 1e-2, 1e2, log=True)
-        return LogisticRegression(C=c, class_weight=weight, max_iter=2000, random_state=seed)
-    if family == "linear_svc":
-        c = trial.suggest_float("linear_svc_C", 1e-3, 1e1, log=True)
-        return LinearSVC(C=c, class_weight=weight, random_state=seed)
-    if family == "sgd":
-        return SGDClassifier(
-            loss=trial.suggest_categorical("sgd_loss", ["hinge", "log_loss", "modified_huber"]),
-            alpha=trial.suggest_float("sgd_alpha", 1e-6, 1e-2, log=True),
-            class_weight=weight,
-            max_iter=50,
-            tol=None,
-            random_state=seed,
-        )
-    raise ValueError(f"tune.families: unknown classifier family {family!r} (know {FAMILIES})")
-
-
-def load_features(split: str) -> tuple[sp.csr_matrix, np.ndarray]:
-    return sp.load_npz(FEATURES / f"{split}.npz"), np.load(FEATURES / f"{split}_labels.npy")
-
-
-def fit_targets(params: dict[str, Any], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What the classifier learns and, per learnt class, the label it counts for: the labels
-    themselves, or (``target: rating``) the star ratings minus one."""
-    check_target("tune.target", params["target"])
-    if params["target"] == "label":
-        return y, np.arange(int(y.max()) + 1)
-    labels, ratings = read_split(TRAIN_SPLIT)[1], read_split(TRAIN_SPLIT, "rating")[1]
-    if labels != y.tolist():
-        raise ValueError(f"{TRAIN_SPLIT} and {FEATURES}: rows differ (re-run featurize)")
-    label_of = np.full(5, -1)  # a star absent from train is never predicted
-    for label, group in enumerate(rating_groups(ratings, labels)):
-        label_of[group] = label
-    return np.asarray(ratings) - 1, label_of
-
-
-def groups_of(label_of: np.ndarray) -> list[list[int]] | None:
-    """The learnt classes of each label, None when they are the labels."""
-    if len(label_of) == int(label_of.max()) + 1 and (label_of == np.arange(len(label_of))).all():
-        return None
-    return [np.flatnonzero(label_of == c).tolist() for c in range(int(label_of.max()) + 1)]
-
-
-def storage_url(params: dict[str, Any]) -> str:
-    """``OPTUNA_STORAGE`` > ``tune.storage`` > the project's embedded SQLite file."""
-    return (
-        os.environ.get("OPTUNA_STORAGE")
-        or params.get("storage")
-        or f"sqlite:///{project_root() / 'optuna.db'}"
-    )
-
-
-def study_name(params: dict[str, Any], features_md5: str, code: str) -> str:
-    """Same features, search space and code -> same study, so re-runs and workers share it;
-    a change to any of them starts a new study (never trials scored by other code)."""
-    search = {k: v for k, v in params.items() if k not in RUN_ONLY_PARAMS}
-    return f"tune-{params_hash({'features': features_md5, 'code': code, **search})}"
-
-
-def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMixin:
-    """``model.fit`` without ConvergenceWarning: a trial's small C or alpha may stop at
-    max_iter; it then scores lower, which the search sees (the warning adds nothing)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        return model.fit(x, y)
-
-
-def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any]):
-    """k-fold macro-F1 objective reporting the running mean after each fold to the pruner;
-    scored on the labels whatever the classifier learns (``fit_targets``)."""
-    target, label_of = fit_targets(params, y)
-    folds = list(
-        StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(
-            x, target
-        )
-    )
-
-    def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        classifier = suggest_classifier(trial, params["families"], params["seed"])
-        scores: list[float] = []
-        start = time.perf_counter()
-        for step, (fit_idx, val_idx) in enumerate(folds):
-            model = fit(clone(classifier), x[fit_idx], target[fit_idx])
-            scores.append(macro_f1(y[val_idx], label_of[model.predict(x[val_idx])]))
-            trial.report(float(np.mean(scores)), step)
-            trial.set_user_attr("fit_seconds", time.perf_counter() - start)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        trial.set_user_attr("cv_std", float(np.std(scores)))
-        return float(np.mean(scores))
-
-    return objective
-
-
-def mlflow_trial_logger(parent_run_id: str):
-    """Optuna callback: each finished trial becomes an MLflow child run of the tune run."""
-    client = mlflow.MlflowClient()
-    parent = client.get_run(parent_run_id)
-    source = {  # the tune run's code identity: git commit, source file, dirty flag
-        k: v for k, v in parent.data.tags.items() if k.startswith(("mlflow.source.", "git."))
-    }
-
-    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        complete = trial.state == TrialState.COMPLETE
-        run = client.create_run(
-            parent.info.experiment_id,
-            run_name=f"trial-{trial.number}",
-            tags={**source, "mlflow.parentRunId": parent_run_id, "kind": "trial"},
-        )
-        steps = trial.intermediate_values
-        cv_mean = trial.value if complete else steps.get(max(steps, default=0), float("nan"))
-        metrics = {
-            "cv_macro_f1_mean": cv_mean,
-            "fit_seconds": trial.user_attrs.get("fit_seconds", 0.0),
-        }
-        if "cv_std" in trial.user_attrs:
-            metrics["cv_macro_f1_std"] = trial.user_attrs["cv_std"]
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, str(v)) for k, v in trial.params.items()],
-            tags=[
-                RunTag("pruned", str(trial.state == TrialState.PRUNED).lower()),
-                RunTag("optuna.study", study.study_name),
-                RunTag("optuna.trial", str(trial.number)),
-            ],
-        )
-        client.set_terminated(run.info.run_id, "FINISHED" if complete else "KILLED")
-
-    return log
-
-
-def search(
-    params: dict[str, Any],
-    storage: str,
-    name: str,
-    parent_run_id: str | None,
-    n_trials: int | None = None,
-) -> optuna.Study:
-    """Run (or resume, or join) the study until it holds ``n_trials`` finished trials."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    x, y = load_features("train")
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=params["seed"]),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-        load_if_exists=True,
-    )
-    target = n_trials if n_trials is not None else params["n_trials"]
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    remaining = target - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0:
-        callbacks = [optuna.study.MaxTrialsCallback(target, states=finished)]
-        if parent_run_id:
-            callbacks.insert(0, mlflow_trial_logger(parent_run_id))
-        study.optimize(
-            make_objective(x, y, params),
-            n_trials=remaining,
-            timeout=params["timeout"],
-            n_jobs=params["n_jobs"],
-            callbacks=callbacks,
-        )
-    return study
-
-
-def with_probabilities(classifier: ClassifierMixin, folds: int, seed: int) -> ClassifierMixin:
-    """The classifier itself, or sigmoid-calibrated over stratified folds when it has no
-    ``predict_proba`` (LinearSVC, hinge SGD)."""
-    if hasattr(classifier, "predict_proba") and not (
-        isinstance(classifier, SGDClassifier) and classifier.loss == "hinge"
-    ):
-        return classifier
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
-
-
-def refit_best(study: optuna.Study, params: dict[str, Any]) -> tuple[Pipeline, list | None]:
-    """The best classifier refitted on all of train, behind the fitted vectorizer, and the
-    groups that sum its classes into labels (None when it learnt the labels)."""
-    x, y = load_features("train")
-    target, label_of = fit_targets(params, y)
-    classifier = suggest_classifier(
-        optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
-    )
-    classifier = with_probabilities(classifier, params["cv_folds"], params["seed"])
-    fit(classifier, x, target)
-    pipeline = Pipeline(
-        [("features", load_skops(FEATURES / "vectorizer.skops")), ("classifier", classifier)]
-    )
-    return pipeline, groups_of(label_of)
-
-
-class SortedImportances(PedAnovaImportanceEvaluator):
-    """Optuna's default importances, ties ordered by name: Optuna orders them by iterating a
-    set of names, which changes with the process's string hashing, and with it the bytes
-    (and the DVC md5) of ``tune/plots``."""
-
-    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
-        found = super().evaluate(study, params=params, target=target)
-        return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
-
-
-def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
-    """Optimisation history and hyperparameter importance as PNG files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    plots = {
-        "optimization_history": ovm.plot_optimization_history,
-        "param_importances": partial(ovm.plot_param_importances, evaluator=SortedImportances()),
-    }
-    for name, plot in plots.items():
-        with warnings.catch_warnings():
-            # Optuna marks its matplotlib plots experimental; their output is pinned here.
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            ax = plot(study)
-        path = out_dir / f"{name}.png"
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
-        paths.append(path)
-    return paths
+INPUTS = Inputs(features=paths.FEATURES, train_split=paths.SPLITS["train"])
 
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     """Search, refit the best model, choose its threshold on val, write every output."""
     storage = storage_url(params)
     with stage_run("tune") as run:
-        name = study_name(params, dvc_md5(FEATURES), code_hash("tune"))
+        name = study_name(params, dvc_md5(paths.FEATURES), code_hash("tune"))
         started = time.perf_counter()
-        study = search(params, storage, name, run.info.run_id)
+        study = search(params, storage, name, run.info.run_id, INPUTS)
         seconds = time.perf_counter() - started
-        pipeline, groups = refit_best(study, params)
-        x_val, y_val = load_features("val")
+        pipeline, groups = refit_best(study, params, INPUTS)
+        x_val, y_val = INPUTS.matrix("val")
         proba = collapse(pipeline.named_steps["classifier"].predict_proba(x_val), groups)
         threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
-        best = {
-            "study": name,
-            "best_params": study.best_params,
-            "cv_macro_f1": round(study.best_value, 5),
-            "cv_macro_f1_std": round(study.best_trial.user_attrs.get("cv_std", 0.0), 5),
+        best = study_record(study, params, seconds) | {
             "val_macro_f1": round(macro_f1(y_val, decide(proba, threshold)), 5),
             "threshold": threshold,
-            "trials": {
-                "complete": states.count(TrialState.COMPLETE),
-                "pruned": states.count(TrialState.PRUNED),
-                "target": params["n_trials"],
-            },
-            # tune.timeout stopped the search before tune.n_trials finished trials
-            "timed_out": finished < params["n_trials"],
-            "search_seconds": round(seconds, 2),
         }
-        with atomic_path(MODEL_DIR) as tmp:
-            save_classical(
-                pipeline,
-                tmp,
-                {
-                    "threshold": threshold,
-                    "n_classes": int(proba.shape[1]),
-                    "target": params["target"],
-                    "head_groups": groups,
-                    "best_params": study.best_params,
-                    "cv_macro_f1": best["cv_macro_f1"],
-                },
-            )
-        write_json(OUT_DIR / "best.json", best)
-        plots = save_plots(study, OUT_DIR / "plots")
+        meta = {
+            "threshold": threshold,
+            "n_classes": int(proba.shape[1]),
+            "target": params["target"],
+            "head_groups": groups,
+            "best_params": study.best_params,
+            "cv_macro_f1": best["cv_macro_f1"],
+        }
+        with atomic_path(paths.CLASSICAL) as tmp:
+            save_classical(pipeline, tmp, meta)
+        write_json(paths.TUNE_BEST, best)
+        plots = save_plots(study, paths.TUNE_PLOTS)
 
         mlflow.set_tags(
             {
@@ -354,7 +83,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         )
         for path in plots:
             mlflow.log_artifact(str(path), "plots")
-        mlflow.log_artifacts(str(MODEL_DIR), "model")
+        mlflow.log_artifacts(str(paths.CLASSICAL), "model")
     return best
 
 
@@ -370,9 +99,9 @@ def main() -> None:
     params = load_params("tune")
     if args.worker:
         storage = storage_url(params)
-        name = study_name(params, dvc_md5(FEATURES), code_hash("tune"))
+        name = study_name(params, dvc_md5(paths.FEATURES), code_hash("tune"))
         with stage_run("tune", run_name="tune-worker") as run:
-            study = search(params, storage, name, run.info.run_id, args.n_trials)
+            study = search(params, storage, name, run.info.run_id, INPUTS, args.n_trials)
         print(f"tune worker: study {name} now holds {len(study.trials)} trials")
         return
     best = run_stage(params)
@@ -380,7 +109,7 @@ def main() -> None:
         print(
             f"tune: WARNING tune.timeout ({params['timeout']} s) stopped the search after "
             f"{best['trials']['complete'] + best['trials']['pruned']} of "
-            f"{params['n_trials']} trials (recorded as timed_out in tune/best.json)"
+            f"{params['n_trials']} trials (recorded as timed_out in {paths.TUNE_BEST})"
         )
     print(
         f"tune: best {best['best_params']} cv macro-F1 {best['cv_macro_f1']} "

@@ -255,3 +255,8 @@ def plain_tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A tracking server without auth, shared by the registry scenario tests."""
     with running_tracking_server(tmp_path_factory.mktemp("mlflow-server"), auth=False) as s:
         yield s
+
+
+def split_files(prepared: Path) -> dict[str, Path]:
+    """The train, val and test files of a prepared folder, as featurize takes them."""
+    return {split: prepared / f"{split}.parquet" for split in ("train", "val", "test")}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.base_models import MPNET, AssemblyError, Encoder, assemble, verify
-from stages.common import REPO_ROOT
+from sentiment.models.encoders import MPNET, AssemblyError, Encoder, assemble, verify
+from sentiment.paths import REPO_ROOT
 
 FILES = {"config.json": b'{"model_type": "bert"}', "model.safetensors": bytes(range(256)) * 40}
 
@@ -107,7 +107,7 @@ def test_the_command_refuses_a_damaged_part_in_one_line(tmp_path: Path) -> None:
     for name, _ in MPNET.wheels:
         (wheels / name).write_bytes(b"not the wheel")
     done = subprocess.run(
-        [sys.executable, "-m", "stages.base_models", "all-mpnet-base-v2"],
+        [sys.executable, "-m", "sentiment.models.encoders", "all-mpnet-base-v2"],
         cwd=REPO_ROOT,
         env={"SENTIMENT_MODEL_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common import entry_point, load_params
+from sentiment.cli import entry_point
+from sentiment.params import load_params
 from tests.conftest import REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.tracking import CODE_SUFFIXES
+from sentiment.tracking import CODE_SUFFIXES
 from tests.conftest import REPO, copy_project, sh
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PACKAGE = "sentiment"  # the library the stages import
 
 
 def local_files(path: Path) -> set[str]:
@@ -26,12 +27,12 @@ def local_files(path: Path) -> set[str]:
             modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             name = node.value
-            for candidate in (REPO / name, REPO / "stages" / name):
-                if name.endswith(CODE_SUFFIXES) and "/" not in name and candidate.is_file():
-                    found.add(candidate.relative_to(REPO).as_posix())
+            if name.endswith(CODE_SUFFIXES) and "/" not in name:
+                candidates = [REPO / name, *REPO.glob(f"{PACKAGE}/**/{name}")]
+                found.update(c.relative_to(REPO).as_posix() for c in candidates if c.is_file())
         for module in modules:
             candidate = REPO / (module.replace(".", "/") + ".py")
-            if module.startswith("stages.") and candidate.is_file():
+            if module.startswith(("stages.", f"{PACKAGE}.")) and candidate.is_file():
                 found.add(candidate.relative_to(REPO).as_posix())
     return found
 
@@ -59,14 +60,14 @@ def test_every_local_file_a_stage_uses_is_a_dep(stage: str) -> None:
 
 def test_the_closure_follows_function_level_imports_and_paths() -> None:
     gate = closure("stages/gate.py")
-    assert "stages/mlflow_pyfunc.py" in gate  # loaded by path by tracking.log_model
-    assert "requirements.lock" in gate  # read by tracking.pinned_requirements
-    assert "stages/transformer_model.py" in closure("stages/evaluate.py")  # imported in a function
+    assert "sentiment/registry/pyfunc_model.py" in gate  # loaded by path by log_model
+    assert "requirements.lock" in gate  # read by mlflow_model.pinned_requirements
+    assert "sentiment/models/transformer.py" in closure("stages/evaluate.py")  # in a function
 
 
 def test_editing_text_py_makes_every_stage_using_it_stale(tmp_path: Path) -> None:
     root = copy_project(tmp_path)
-    with open(root / "stages" / "text.py", "a") as fh:
+    with open(root / "sentiment" / "data" / "text.py", "a") as fh:
         fh.write("# edited\n")
     status = json.loads(sh(root, "dvc", "status", "--json").stdout)
     stale = {
@@ -74,8 +75,8 @@ def test_editing_text_py_makes_every_stage_using_it_stale(tmp_path: Path) -> Non
         for stage, changes in status.items()
         for change in changes
         if isinstance(change, dict)
-        and change.get("changed deps", {}).get("stages/text.py") == "modified"
+        and change.get("changed deps", {}).get("sentiment/data/text.py") == "modified"
     }
-    users = {stage for stage in STAGES if "stages/text.py" in STAGES[stage]["deps"]}
+    users = {stage for stage in STAGES if "sentiment/data/text.py" in STAGES[stage]["deps"]}
     assert users == set(STAGES)  # every stage cleans or tokenises text
     assert stale == users

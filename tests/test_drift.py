@@ -12,9 +12,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from stages import drift
-from stages.predictor import load_predictor, save_classical
-from stages.prepare import read_ood, read_raw, to_prepared
+from sentiment import paths
+from sentiment.data.splits import read_ood, read_raw, to_prepared
+from sentiment.models.predictor import load_predictor, save_classical
+from sentiment.monitoring import drift
+from stages import drift as drift_stage
 
 PARAMS = {
     "reference_size": 600,
@@ -161,26 +163,26 @@ def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) 
 
 def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    setting["reference"].save(drift.REFERENCE_DIR)
-    monkeypatch.setattr(drift, "load_predictor", lambda _: setting["detector"].predictor)
+    setting["reference"].save(paths.DRIFT_REFERENCE)
+    monkeypatch.setattr(drift_stage, "load_predictor", lambda _: setting["detector"].predictor)
     log = tmp_path / "predictions.jsonl"
     records = [
         {"timestamp": "t", "text": t, "label": "positive", "score": 0.9, "model_version": "1"}
         for t in setting["imdb"][:400]
     ]
     log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    code = drift.run_cli(log, PARAMS, tmp_path / "out" / "report.json")
+    code = drift_stage.run_cli(log, PARAMS, tmp_path / "out" / "report.json")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["windows"] == 2 and report["retrain"]
-    assert code == drift.EXIT_RETRAIN
+    assert code == drift_stage.EXIT_RETRAIN
     quiet = tmp_path / "quiet.parquet"
     pd.DataFrame({"text": setting["held"][:200]}).to_parquet(quiet)
-    assert drift.run_cli(quiet, PARAMS, tmp_path / "q.json") in (
-        drift.EXIT_NO_DRIFT,
-        drift.EXIT_DRIFT,
+    assert drift_stage.run_cli(quiet, PARAMS, tmp_path / "q.json") in (
+        drift_stage.EXIT_NO_DRIFT,
+        drift_stage.EXIT_DRIFT,
     )
-    assert drift.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
-        drift.EXIT_BAD_INPUT
+    assert drift_stage.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
+        drift_stage.EXIT_BAD_INPUT
     )
 
 

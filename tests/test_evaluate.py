@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.behaviour import EMOJI, SHORT, negation_cases, run_suite
-from stages.evaluate import (
+from sentiment.evaluation.behaviour import EMOJI, SHORT, negation_cases, run_suite
+from sentiment.evaluation.candidates import (
     choose_champion,
     crossfit_macro_f1,
     fit_decision,
@@ -16,8 +16,8 @@ from stages.evaluate import (
     slices,
     unseen,
 )
-from stages.metrics import bootstrap_ci, expected_calibration_error, macro_f1
-from stages.predictor import EnsemblePredictor, best_threshold, decide
+from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
+from sentiment.models.predictor import EnsemblePredictor, best_threshold, decide
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_estimate() -> None:

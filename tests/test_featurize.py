@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from stages.featurize import featurize, make_vectorizer, stop_words
-from stages.model_files import load_skops
-from stages.tracking import dvc_md5
-from tests.conftest import REPO, project_env, sh
+from sentiment.features.vectorizer import make_vectorizer, stop_words
+from sentiment.models.files import load_skops
+from sentiment.tracking import dvc_md5
+from stages.featurize import featurize
+from tests.conftest import REPO, project_env, sh, split_files
 
 PARAMS = {
     "emoji": "demojize",
@@ -68,7 +69,7 @@ def test_featurize_fits_on_train_only_and_saves_without_pickle(tmp_path: Path) -
         pd.DataFrame({"text": texts, "label": [1] * len(texts)}).to_parquet(
             prepared / f"{split}.parquet"
         )
-    summary = featurize(prepared, tmp_path / "features", PARAMS)
+    summary = featurize(split_files(prepared), tmp_path / "features", PARAMS)
     out = tmp_path / "features"
     vectorizer = load_skops(out / "vectorizer.skops")
     assert "unseenword" not in vectorizer.vocabulary_
@@ -92,7 +93,8 @@ def test_featurize_twice_gives_byte_identical_outputs(tmp_path: Path) -> None:
         frame.to_parquet(prepared / f"{split}.parquet")
     code = (
         "import sys, json; from pathlib import Path; from stages.featurize import featurize; "
-        "featurize(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))"
+        "featurize({s: Path(sys.argv[1]) / f'{s}.parquet' for s in ('train', 'val', 'test')}, "
+        "Path(sys.argv[2]), json.loads(sys.argv[3]))"
     )
     params = json.dumps(PARAMS | {"char_ngrams": True, "stop_words": "english"})
     for out in ("first", "second"):
@@ -144,8 +146,10 @@ def test_after_a_failed_stage_checkout_restores_the_last_good_outputs(pipeline_c
         params.write_text(original)
     assert failed.returncode != 0 and "emoji mode must be one of" in failed.stderr
     assert not (pipeline_copy / "data" / "features").exists()
-    assert not (pipeline_copy / "featurize" / "summary.json").exists()
+    assert not (pipeline_copy / "reports" / "featurize" / "summary.json").exists()
     sh(pipeline_copy, "dvc", "checkout", "featurize")  # cached outputs
-    sh(pipeline_copy, "git", "checkout", "--", "featurize/summary.json")  # cache: false, in git
+    sh(
+        pipeline_copy, "git", "checkout", "--", "reports/featurize/summary.json"
+    )  # cache: false, in git
     assert "changed" not in sh(pipeline_copy, "dvc", "status", "featurize").stdout
     assert sh(pipeline_copy, "git", "status", "--porcelain").stdout == ""

@@ -23,9 +23,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
+from sentiment import paths, tracking
+from sentiment.models.files import UntrustedModelError, file_digests
+from sentiment.models.predictor import save_classical
+from sentiment.registry import decision as rules
+from sentiment.registry import promotion, store
 from stages import gate
-from stages.model_files import UntrustedModelError, file_digests
-from stages.predictor import save_classical
 from tests.conftest import REPO, free_port
 
 POSITIVE = ["good", "great", "nice", "super", "lovely", "fine"]
@@ -65,7 +68,7 @@ gate_params = st.fixed_dictionaries(
 
 @given(candidate=assessments, production=assessments, comparison=comparisons, params=gate_params)
 def test_never_promotes_without_a_paired_gain(candidate, production, comparison, params):
-    decision = gate.decide(candidate, production, comparison, params)
+    decision = rules.decide(candidate, production, comparison, params)
     if decision["promote"]:
         assert candidate["macro_f1"] >= params["min_f1"]
         assert candidate["size_mb"] <= params["max_size_mb"]
@@ -75,7 +78,7 @@ def test_never_promotes_without_a_paired_gain(candidate, production, comparison,
 
 def test_without_production_only_floor_and_budgets_apply() -> None:
     candidate = {"macro_f1": 0.81, "size_mb": 10.0, "behaviour": {"negation": 0.0}}
-    decision = gate.decide(candidate, None, None, PARAMS | {"min_f1": 0.8})
+    decision = rules.decide(candidate, None, None, PARAMS | {"min_f1": 0.8})
     assert decision["promote"] and set(decision["rules"]) == {"min_f1", "size"}
 
 
@@ -85,7 +88,7 @@ def test_resampled_macro_f1_is_sklearns(labels: list[int], data) -> None:
     y, p = np.array([labels]), np.array([predicted])
     expected = f1_score(labels, predicted, average="macro", zero_division=0)
     classes = np.union1d(y, p)
-    assert gate.resampled_macro_f1(y, p, classes)[0] == pytest.approx(expected)
+    assert rules.resampled_macro_f1(y, p, classes)[0] == pytest.approx(expected)
 
 
 @given(
@@ -96,10 +99,10 @@ def test_resampled_macro_f1_is_sklearns(labels: list[int], data) -> None:
 def test_identical_models_are_never_promoted(labels: list[int], flips: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     predicted = [1 - y if rng.random() < flips else y for y in labels]
-    comparison = gate.paired_bootstrap(labels, predicted, predicted, PARAMS | {"seed": seed})
+    comparison = rules.paired_bootstrap(labels, predicted, predicted, PARAMS | {"seed": seed})
     assert comparison["delta"] == 0 and comparison["ci_low"] <= 0
     candidate = {"macro_f1": 1.0, "size_mb": 1.0, "behaviour": {}}
-    assert not gate.decide(candidate, candidate, comparison, PARAMS)["promote"]
+    assert not rules.decide(candidate, candidate, comparison, PARAMS)["promote"]
 
 
 @given(seed=st.integers(0, 2**16))
@@ -108,10 +111,10 @@ def test_a_clearly_better_model_is_promoted(seed: int) -> None:
     labels = rng.integers(0, 2, 400).tolist()
     worse = [1 - y if rng.random() < 0.3 else y for y in labels]
     better = [1 - y if rng.random() < 0.05 else y for y in labels]
-    comparison = gate.paired_bootstrap(labels, better, worse, PARAMS | {"seed": seed})
+    comparison = rules.paired_bootstrap(labels, better, worse, PARAMS | {"seed": seed})
     assert comparison["delta"] > 0.1 and comparison["ci_low"] > 0
     candidate = {"macro_f1": 0.95, "size_mb": 1.0, "behaviour": {}}
-    assert gate.decide(candidate, candidate, comparison, PARAMS)["promote"]
+    assert rules.decide(candidate, candidate, comparison, PARAMS)["promote"]
 
 
 def make_model(path: Path, words_known: int, c: float = 100) -> Path:
@@ -181,7 +184,7 @@ def registry(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Regist
     if request.param == "server":
         request.getfixturevalue("plain_tracking_server").use(monkeypatch)
         params["registered_model"] = f"test-sentiment-{uuid.uuid4().hex[:8]}"
-    gate.configure()
+    tracking.configure()
     return Registry(MlflowClient(), params)
 
 
@@ -191,12 +194,12 @@ def served_version() -> str:
 
 def decide_and_act(params: dict) -> tuple[dict, str]:
     """What `make run` does after `dvc repro` re-ran the gate stage."""
-    return gate.run_stage(params), gate.act(params)
+    return gate.run_stage(params), promotion.act(params)
 
 
 def test_decide_then_act(registry: Registry) -> None:
     params, name = registry.params, registry.params["registered_model"]
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     decision, acted = decide_and_act(params)
     assert decision["promote"] and decision["production"] is None
     assert acted.startswith("promoted as version 1")
@@ -205,39 +208,39 @@ def test_decide_then_act(registry: Registry) -> None:
     assert {"test.macro_f1", "git.commit", "params.hash"} <= set(metadata)
     version = registry.client.get_model_version(name, "1")  # tagged with what made it
     assert {"data.md5.test", "params.hash", "git.commit", "model.md5"} <= set(version.tags)
-    recorded = json.loads(version.tags[gate.DIGESTS_TAG])  # and with its files' sha256
-    assert recorded == file_digests(gate.CANDIDATE_DIR) == metadata["sha256"]
+    recorded = json.loads(version.tags[store.DIGESTS_TAG])  # and with its files' sha256
+    assert recorded == file_digests(paths.CHAMPION) == metadata["sha256"]
     assert set(recorded) == {"meta.json", "model.skops"}
 
     before = registry.state()  # (c) nothing changed: nothing moves
-    assert gate.act(params).startswith("version 1 is already production; BentoML store up to")
+    assert promotion.act(params).startswith("version 1 is already production; BentoML store up to")
     assert registry.state() == before
 
-    make_model(gate.CANDIDATE_DIR, 2)  # (d) worse: kept
+    make_model(paths.CHAMPION, 2)  # (d) worse: kept
     decision, acted = decide_and_act(params)
     assert not decision["promote"] and not decision["rules"]["paired_ci"]["passed"]
     assert decision["production"]["version"] == "1" and acted.startswith("kept production")
     assert registry.state() == before
 
-    make_model(gate.CANDIDATE_DIR, 4, c=50)  # (e) other bytes, same predictions: noise
+    make_model(paths.CHAMPION, 4, c=50)  # (e) other bytes, same predictions: noise
     decision, acted = decide_and_act(params)
     assert decision["comparison"]["delta"] == 0 and not decision["promote"]
     assert registry.state() == before
 
-    make_model(gate.CANDIDATE_DIR, 6)  # better on the same rows: promoted
+    make_model(paths.CHAMPION, 6)  # better on the same rows: promoted
     decision, acted = decide_and_act(params)
     assert decision["promote"] and decision["comparison"]["ci_low"] > 0
     assert acted.startswith("promoted as version 2")
     assert registry.alias("production") == "2" and registry.alias("previous-production") == "1"
     assert served_version() == "2"
 
-    rolled = gate.rollback(params)
+    rolled = promotion.rollback(params)
     assert rolled["production"] == "1" and registry.alias("production") == "1"
     assert served_version() == "1"
-    gate.export_production(params)  # image builds export what the registry calls production
+    promotion.export_production(params)  # image builds export what the registry calls production
     assert served_version() == "1"
     # drift scores traffic with the model that served it: production's checked files
-    assert gate.download_production(params, Path("production")) == "version 1 -> production"
+    assert promotion.download_production(params, Path("production")) == "version 1 -> production"
     assert file_digests(Path("production")) == recorded
 
 
@@ -247,30 +250,30 @@ def test_a_decision_is_acted_on_when_dvc_skips_the_gate(
     """(a) outputs up to date, empty registry and store; (b) a decision made earlier (e.g.
     restored by `dvc exp apply`) is acted on later without re-running the stage."""
     params = registry.params
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     decide_and_act(params)
-    make_model(gate.CANDIDATE_DIR, 6)
+    make_model(paths.CHAMPION, 6)
     assert gate.run_stage(params)["promote"]  # (b) decided, not acted on yet
     assert registry.state()[0] == [1]
-    assert gate.act(params).startswith("promoted as version 2")
+    assert promotion.act(params).startswith("promoted as version 2")
 
     # (a) the same outputs, a new team member's empty registry and BentoML store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "empty-bentoml"))
-    gate.configure()
+    tracking.configure()
     empty = Registry(MlflowClient(), params)
-    acted = gate.act(params)
+    acted = promotion.act(params)
     assert acted.startswith("promoted as version 1") and "decided again" in acted
     assert empty.alias("production") == "1" and served_version() == "1"
-    assert gate.act(params).startswith("version 1 is already production")
+    assert promotion.act(params).startswith("version 1 is already production")
 
 
 def test_act_refuses_a_champion_the_decision_was_not_made_on(registry: Registry) -> None:
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     gate.run_stage(registry.params)
-    make_model(gate.CANDIDATE_DIR, 6)
+    make_model(paths.CHAMPION, 6)
     with pytest.raises(UntrustedModelError, match=r"not the model gate/decision\.json decided on"):
-        gate.act(registry.params)
+        promotion.act(registry.params)
 
 
 def fail_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,11 +283,11 @@ def fail_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError(f"injected failure at {step}")
 
     if step == "log_model":
-        monkeypatch.setattr(gate, "log_model", boom)
+        monkeypatch.setattr(promotion, "log_model", boom)
     elif step == "register":
-        monkeypatch.setattr(gate.mlflow, "register_model", boom)
+        monkeypatch.setattr(promotion.mlflow, "register_model", boom)
     elif step == "export":
-        monkeypatch.setattr(gate, "export_to_bentoml", boom)
+        monkeypatch.setattr(promotion, "export_to_bentoml", boom)
     elif step in ("production", "previous-production"):
         original = MlflowClient.set_registered_model_alias
 
@@ -303,9 +306,9 @@ def fail_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def two_versions(registry: Registry) -> None:
     """Production 2, previous-production 1, and a better candidate decided on."""
     for words in (2, 4):
-        make_model(gate.CANDIDATE_DIR, words)
+        make_model(paths.CHAMPION, words)
         decide_and_act(registry.params)
-    make_model(gate.CANDIDATE_DIR, 6)
+    make_model(paths.CHAMPION, 6)
     assert gate.run_stage(registry.params)["promote"]
 
 
@@ -319,7 +322,7 @@ def assert_failure_changes_nothing(
         fail_at(step, patch)
         with pytest.raises(Exception, match=r"injected failure|onnect|refused"):
             command(registry.params)
-    gate.configure()
+    tracking.configure()
     assert registry.state() == before
     return before
 
@@ -330,7 +333,7 @@ def assert_failure_changes_nothing(
 def test_a_failed_promotion_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = assert_failure_changes_nothing(registry, step, gate.act, monkeypatch)
+    before = assert_failure_changes_nothing(registry, step, promotion.act, monkeypatch)
     assert before[1] == {"production": "2", "previous-production": "1"}
 
 
@@ -338,21 +341,21 @@ def test_a_failed_promotion_leaves_everything_as_it_was(
 def test_a_failed_rollback_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert_failure_changes_nothing(registry, step, gate.rollback, monkeypatch)
+    assert_failure_changes_nothing(registry, step, promotion.rollback, monkeypatch)
 
 
 def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project_copy(tmp_path, monkeypatch)
-    gate.configure()
+    tracking.configure()
     registry = Registry(MlflowClient(), dict(PARAMS))
     two_versions(registry)
     n_bentos = len(registry.state()[2])
     fail_at("production", monkeypatch)
     monkeypatch.setattr(MlflowClient, "delete_model_version", lambda *a: 1 / 0)  # registry down
-    with pytest.raises(gate.UndoError, match=r"could not undo: version 3 \(division by zero\)"):
-        gate.act(registry.params)
+    with pytest.raises(store.UndoError, match=r"could not undo: version 3 \(division by zero\)"):
+        promotion.act(registry.params)
     assert len(registry.state()[2]) == n_bentos  # the local store was still cleaned up
 
 
@@ -362,9 +365,9 @@ def test_the_gate_refuses_a_production_model_changed_in_the_registry(
     """The production model is scored from its registry files after checking their sha256,
     with this project's code: a changed artifact stops the gate, naming the file."""
     project_copy(tmp_path, monkeypatch)
-    gate.configure()
+    tracking.configure()
     client = MlflowClient()
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     decide_and_act(PARAMS)
     uri = client.get_model_version_download_uri(PARAMS["registered_model"], "1")
     (stored,) = Path(uri.removeprefix("file://")).rglob("model.skops")

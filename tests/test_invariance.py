@@ -16,10 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from stages.common import read_split
-from stages.evaluate import evaluate
-from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor
-from stages.predictor import (
+from sentiment.fileio import read_split
+from sentiment.models.onnx_backend import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor
+from sentiment.models.predictor import (
     INVARIANCE_BOUND,
     EnsemblePredictor,
     Predictor,
@@ -27,7 +26,8 @@ from stages.predictor import (
     load_predictor,
     read_meta,
 )
-from stages.transformer_model import TransformerPredictor, quantize_onnx, save_transformer
+from sentiment.models.transformer import TransformerPredictor, quantize_onnx, save_transformer
+from stages.evaluate import evaluate
 from tests.conftest import REPO
 from tests.test_gate import make_model
 from tests.test_onnx import META, calibration_texts, varied_texts

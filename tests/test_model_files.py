@@ -16,9 +16,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from stages.drift import build_reference
-from stages.featurize import make_vectorizer
-from stages.model_files import (
+from sentiment.features.vectorizer import make_vectorizer
+from sentiment.models.files import (
     TRUSTED_TYPES,
     UntrustedModelError,
     digest_mismatches,
@@ -28,8 +27,9 @@ from stages.model_files import (
     skops_types,
     verify_digests,
 )
-from stages.predictor import load_predictor, save_classical
-from stages.tune import FAMILIES, suggest_classifier, with_probabilities
+from sentiment.models.predictor import load_predictor, save_classical
+from sentiment.models.search import FAMILIES, suggest_classifier, with_probabilities
+from sentiment.monitoring.drift import build_reference
 from tests.conftest import REPO
 
 TEXTS = ["good shuttle", "bad one", "nice 👍", "not good at all", "great", "awful, broken"] * 5
@@ -69,7 +69,7 @@ def test_the_mlflow_pyfunc_path_refuses_it_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gate loads production through MLflow's pyfunc wrapper: same refusal."""
-    from stages.mlflow_model import log_model
+    from sentiment.registry.mlflow_model import log_model
 
     monkeypatch.chdir(tmp_path)
     model_dir = tmp_path / "classical"
@@ -176,9 +176,14 @@ def test_digests_name_the_file_that_differs(tmp_path: Path) -> None:
 
 def test_skops_is_read_only_through_the_allowlist() -> None:
     """Every load path (evaluate, gate, drift, the pyfunc model, the service, the benches)
-    reaches skops through ``stages.model_files``: no other module may import it."""
+    reaches skops through ``sentiment.models.files``: no other module may import it."""
     importers = []
-    for path in [*REPO.glob("stages/*.py"), *REPO.glob("bench/*.py"), REPO / "service.py"]:
+    for path in [
+        *REPO.glob("stages/*.py"),
+        *REPO.glob("sentiment/**/*.py"),
+        *REPO.glob("bench/*.py"),
+        REPO / "service.py",
+    ]:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = (
@@ -190,4 +195,4 @@ def test_skops_is_read_only_through_the_allowlist() -> None:
             )
             if any(name == "skops" or name.startswith("skops.") for name in names):
                 importers.append(path.relative_to(REPO).as_posix())
-    assert sorted(set(importers)) == ["stages/model_files.py"]
+    assert sorted(set(importers)) == ["sentiment/models/files.py"]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from stages import train_transformer as tt
-from stages.model_files import file_digests
-from stages.onnx_model import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor, onnx_file
-from stages.predictor import load_predictor, read_meta
-from stages.text import model_text
-from stages.transformer_model import TransformerPredictor, quantize_onnx, save_transformer
+from sentiment.data.text import model_text
+from sentiment.models import training as tt
+from sentiment.models.files import file_digests
+from sentiment.models.onnx_backend import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor, onnx_file
+from sentiment.models.predictor import load_predictor, read_meta
+from sentiment.models.transformer import TransformerPredictor, quantize_onnx, save_transformer
 from tests.test_transformer import WORDS, splits, tiny_bert  # noqa: F401 (fixtures)
 
 META = {"threshold": 0.5, "max_length": 16, "n_classes": 2}

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from sklearn.model_selection import train_test_split
 
-from stages.common import entry_point
-from stages.prepare import (
+from sentiment.cli import entry_point
+from sentiment.data.splits import (
     OOD_FILES,
     PERSONAL_COLUMNS,
     RATING,
@@ -25,11 +25,11 @@ from stages.prepare import (
     assign_appended,
     hash_split,
     map_labels,
-    prepare,
     read_raw,
 )
+from sentiment.data.text import clean_text
 from stages.prepare import main as prepare_main
-from stages.text import clean_text
+from stages.prepare import prepare
 from tests.conftest import REPO
 
 PARAMS = {

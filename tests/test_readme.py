@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from stages.drift import raw_traffic
-from stages.tracking import flatten
+from sentiment.monitoring.drift import raw_traffic
+from sentiment.tracking import flatten
 from tests.conftest import BIN, REPO
 
 README = " ".join((REPO / "README.md").read_text().split())  # line breaks as spaces
@@ -55,22 +55,22 @@ def test_prepare_figures() -> None:
 
 
 def test_featurize_and_tune_figures() -> None:
-    features = committed("featurize/summary.json")["n_features"]
+    features = committed("reports/featurize/summary.json")["n_features"]
     assert f"{round(features / 1000)}k word + char n-gram features" in README
-    best = committed("tune/best.json")
+    best = committed("reports/tune/best.json")
     trials, seconds = figure(r"(\d+) trials in (\d+) s for a new study").groups()
     assert int(trials) == best["trials"]["target"]
     assert_timing(float(seconds), best["search_seconds"], "the tune search")
-    classical = committed("eval/metrics.json")["classical"]["test"]["macro_f1"]
+    classical = committed("reports/evaluate/metrics.json")["classical"]["test"]["macro_f1"]
     assert f"test macro-F1 {classical:.3f} |" in README
 
 
 def test_transformer_figures() -> None:
-    metrics = committed("train_transformer/metrics.json")
+    metrics = committed("reports/train_transformer/metrics.json")
     seconds, epochs = figure(r"~\d+ min \((\d+) s, (\d+) epochs\)").groups()
     assert int(epochs) == metrics["epochs_run"]
     assert_timing(float(seconds), metrics["train_seconds"], "fine-tuning")
-    test = committed("eval/metrics.json")["transformer"]["test"]["macro_f1"]
+    test = committed("reports/evaluate/metrics.json")["transformer"]["test"]["macro_f1"]
     assert f"{epochs} epochs); test macro-F1 {test:.3f}" in README
     if metrics["quantized"]:
         fp32, int8 = metrics["val_macro_f1_fp32"], metrics["val_macro_f1_int8"]
@@ -81,7 +81,7 @@ def test_transformer_figures() -> None:
 
 
 def test_champion_figures() -> None:
-    metrics = committed("eval/metrics.json")
+    metrics = committed("reports/evaluate/metrics.json")
     champion = metrics["champion"]
     name, runner_up = champion["name"], champion["runner_up"]
     ours, theirs = metrics[name], metrics[runner_up]
@@ -102,12 +102,14 @@ def test_champion_figures() -> None:
 
 
 def test_drift_figures() -> None:
-    status = {name: result["status"] for name, result in committed("drift/report.json").items()}
+    status = {
+        name: result["status"] for name, result in committed("reports/drift/report.json").items()
+    }
     assert status == dict.fromkeys(["ood_amazon", "ood_imdb", "ood_yelp"], "drift") | {
         "held_out": "no drift"
     }
     assert "held_out: no drift; amazon/imdb/yelp: drift |" in README
-    score_ks = committed("drift/report.json")["held_out"]["tests"]["score_ks"]["p_value"]
+    score_ks = committed("reports/drift/report.json")["held_out"]["tests"]["score_ks"]["p_value"]
     assert f"score KS p-value of 0.068; it is now {score_ks:.2f}." in README
 
 
@@ -140,9 +142,14 @@ def test_make_exp_shows_the_20_headline_metrics_and_the_params() -> None:
         for key in values
     }
     metrics = [c for c in columns if c not in params and c not in ("Experiment", "Created")]
-    headline = [f"headline.{k}" for k in flatten(committed("eval/headline.json")["headline"])] + [
+    headline = [
+        f"headline.{k}" for k in flatten(committed("reports/evaluate/headline.json")["headline"])
+    ] + [
         f"{f}.{k}"
-        for f, path in [("gate", "gate/verdict.json"), ("drift", "drift/verdicts.json")]
+        for f, path in [
+            ("gate", "reports/gate/verdict.json"),
+            ("drift", "reports/drift/verdicts.json"),
+        ]
         for k in committed(path)[f]
     ]
     assert sorted(metrics) == sorted(headline) and len(headline) == 20
@@ -158,7 +165,7 @@ def test_the_results_table_is_the_committed_experiments() -> None:
     table = markdown(committed("bench/experiments.json"))
     assert " ".join(table.split()) in README
     rows = committed("bench/experiments.json")
-    head = committed("eval/headline.json")["headline"]
+    head = committed("reports/evaluate/headline.json")["headline"]
     default = [r for r in rows if r["experiment"] == "default" and r["champion"]]
     assert len(default) == 1 and default[0]["candidate"] == head["champion"]["name"]
     assert default[0]["test_macro_f1"] == head["champion"]["test_macro_f1"]

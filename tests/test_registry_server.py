@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sentiment import paths, tracking
+from sentiment.registry import promotion
+from sentiment.report import gate_lines
+from sentiment.tracking import redact_uri
 from stages import gate
-from stages.report import gate_lines
-from stages.tracking import redact_uri
 from tests.conftest import TrackingServer
 from tests.test_gate import PARAMS, decide_and_act, make_model, project_copy, served_version
 
@@ -30,7 +32,7 @@ def shared_registry(
     """test_gate's project copy, pointed at the tracking server with credentials."""
     project_copy(tmp_path, monkeypatch)
     tracking_server.use(monkeypatch)
-    gate.configure()
+    tracking.configure()
     return MlflowClient()
 
 
@@ -38,14 +40,14 @@ def test_promote_rollback_export_over_http_with_credentials(
     shared_registry: MlflowClient, tracking_server: TrackingServer, capsys: pytest.CaptureFixture
 ) -> None:
     server_log = tracking_server.log
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     assert decide_and_act(PARAMS)[1].startswith("promoted as version 1")
-    make_model(gate.CANDIDATE_DIR, 6)
+    make_model(paths.CHAMPION, 6)
     assert decide_and_act(PARAMS)[1].startswith("promoted as version 2")
     assert served_version() == "2"
 
-    assert gate.rollback(PARAMS)["production"] == "1"
-    gate.export_production(PARAMS)
+    assert promotion.rollback(PARAMS)["production"] == "1"
+    promotion.export_production(PARAMS)
     assert served_version() == "1"
 
     # The credentials are nowhere the pipeline writes: runs, versions, decision, output.
@@ -55,8 +57,8 @@ def test_promote_rollback_export_over_http_with_credentials(
     written = [
         json.dumps([[r.data.params, r.data.tags] for r in runs]),
         json.dumps([v.tags for v in shared_registry.search_model_versions()]),
-        Path(gate.DECISION).read_text(),
-        "\n".join(gate_lines(json.loads(Path(gate.DECISION).read_text()))),  # the PR report's
+        Path(paths.GATE_DECISION).read_text(),
+        "\n".join(gate_lines(json.loads(Path(paths.GATE_DECISION).read_text()))),  # the PR report's
         "".join(capsys.readouterr()),
         server_log.read_text(),
     ]
@@ -80,7 +82,7 @@ def test_without_credentials_each_command_fails_in_one_line(
     command: str, shared_registry: MlflowClient, tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
     url = tracking_server.url
-    make_model(gate.CANDIDATE_DIR, 4)
+    make_model(paths.CHAMPION, 4)
     if command == "promote":
         gate.run_stage(PARAMS)  # a decision to act on, made with credentials
     proc = run_gate(Path.cwd(), command, MLFLOW_TRACKING_URI=url, BENTOML_HOME=str(tmp_path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.report import build_report
+from sentiment.report import build_report
 from tests.conftest import REPO, project_env, sh
 
 DVC_YAML = {
@@ -18,7 +18,7 @@ DVC_YAML = {
         "evaluate": {
             "cmd": "true",
             "params": ["evaluate"],
-            "metrics": [{"eval/metrics.json": {"cache": False}}],
+            "metrics": [{"reports/evaluate/metrics.json": {"cache": False}}],
         }
     }
 }
@@ -46,7 +46,7 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     sh(root, "dvc", "init", "-q")
     write(root, "dvc.yaml", DVC_YAML)
     write(root, "params.yaml", {"evaluate": {"seed": 1, "bootstrap_resamples": 1000}})
-    write(root, "eval/metrics.json", metrics(0.84, "transformer"))
+    write(root, "reports/evaluate/metrics.json", metrics(0.84, "transformer"))
     write(
         root,
         "dvc.lock",
@@ -61,10 +61,10 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
 
     write(root, "params.yaml", {"evaluate": {"seed": 2, "bootstrap_resamples": 1000}})
-    write(root, "eval/metrics.json", metrics(0.80, "transformer"))
+    write(root, "reports/evaluate/metrics.json", metrics(0.80, "transformer"))
     write(
         root,
-        "gate/decision.json",
+        "reports/gate/decision.json",
         {
             "promote": False,
             "rules": {
@@ -77,15 +77,15 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     )
     write(
         root,
-        "drift/report.json",
+        "reports/drift/report.json",
         {
             "test": {"status": "no drift", "tests": {}},
             "ood_imdb": {"status": "drift", "tests": {"mmd": {"drift": True}}},
         },
     )
-    (root / "eval/plots/png").mkdir(parents=True)
-    (root / "eval/plots/png/confusion_transformer.png").write_bytes(b"\x89PNG")
-    (root / "eval/plots/png/roc.png").write_bytes(b"\x89PNG")
+    (root / "reports/evaluate/plots/png").mkdir(parents=True)
+    (root / "reports/evaluate/plots/png/confusion_transformer.png").write_bytes(b"\x89PNG")
+    (root / "reports/evaluate/plots/png/roc.png").write_bytes(b"\x89PNG")
     sh(root, "git", "add", "-A")
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "head")
 
@@ -98,8 +98,10 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
         "vs threshold 0.005). Paired macro-F1 gain -0.0700, one-sided 95% lower bound -0.0900."
     ) in report
     assert "| ood_imdb | drift | mmd |" in report
-    assert "![confusion_transformer](eval/plots/png/confusion_transformer.png)" in report
-    assert "![roc](eval/plots/png/roc.png)" in report
+    assert (
+        "![confusion_transformer](reports/evaluate/plots/png/confusion_transformer.png)" in report
+    )
+    assert "![roc](reports/evaluate/plots/png/roc.png)" in report
     assert "| data/raw/reviews.csv | `aaa` | `aaa` |" in report
 
     unchanged = build_report(root, "HEAD")  # a code-only pull request: no param changed
@@ -122,7 +124,7 @@ BASE_FILES = {
     "dvc.yaml": DVC_YAML,
     "params.yaml": {"evaluate": {"seed": 1}},
     "src/code.py": "VERSION = 1\n",
-    "eval/metrics.json": metrics(0.84, "transformer"),
+    "reports/evaluate/metrics.json": metrics(0.84, "transformer"),
 }
 
 
@@ -137,14 +139,15 @@ BASE_FILES = {
         ),
         (
             "first run: no metrics at the base",
-            {k: v for k, v in BASE_FILES.items() if k != "eval/metrics.json"},
-            {"eval/metrics.json": metrics(0.84, "transformer")},
+            {k: v for k, v in BASE_FILES.items() if k != "reports/evaluate/metrics.json"},
+            {"reports/evaluate/metrics.json": metrics(0.84, "transformer")},
             ["| champion (n/a → transformer) | n/a | 0.8700 [0.850, 0.890] | new |"],
         ),
         (
             "the base's metrics file had other keys",
-            BASE_FILES | {"eval/metrics.json": {"classical": 0.8, "champion": "ensemble"}},
-            {"eval/metrics.json": metrics(0.84, "transformer")},
+            BASE_FILES
+            | {"reports/evaluate/metrics.json": {"classical": 0.8, "champion": "ensemble"}},
+            {"reports/evaluate/metrics.json": metrics(0.84, "transformer")},
             ["| classical | n/a | 0.8400 [0.820, 0.860] | new |"],
         ),
     ],
@@ -159,7 +162,7 @@ def test_the_cml_command_reports_every_pull_request(
     commit(root, base, "base")
     commit(root, head, "head")
     # The command the CML workflow runs, at the repository's root.
-    command = [sys.executable, "-m", "stages.report", "--base", "HEAD~1", "--out", "report.md"]
+    command = [sys.executable, "-m", "sentiment.report", "--base", "HEAD~1", "--out", "report.md"]
     env = project_env(root) | {"PYTHONPATH": str(REPO)}
     run = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

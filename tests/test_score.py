@@ -1,4 +1,4 @@
-"""Batch scoring (``python -m stages.score``): every input type, bad rows, atomic output."""
+"""Batch scoring (``python -m sentiment.score``): every input type, bad rows, atomic output."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from stages.score import score_file
+from sentiment.score import score_file
 from tests.conftest import REPO
 from tests.test_gate import make_model
 from tests.test_service import export_model
@@ -101,7 +101,7 @@ def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
     }
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
     done = subprocess.run(
-        [sys.executable, "-m", "stages.score", *[x for kv in base.items() for x in kv]],
+        [sys.executable, "-m", "sentiment.score", *[x for kv in base.items() for x in kv]],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -120,7 +120,7 @@ def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None
         [
             sys.executable,
             "-m",
-            "stages.score",
+            "sentiment.score",
             "--model",
             "sentiment:latest",
             "--input",

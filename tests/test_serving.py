@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.serving import (
+from sentiment.serving.rules import (
     VISIBLE,
     label_names,
     nothing_to_score,

@@ -14,7 +14,7 @@ import yaml
 from packaging.requirements import Requirement
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from stages.transformer_model import save_transformer
+from sentiment.models.transformer import save_transformer
 from tests.conftest import REPO
 from tests.test_gate import make_model
 from tests.test_transformer import tiny_bert  # noqa: F401 (fixture)
@@ -49,7 +49,7 @@ class OnlyTheLock:
 
 sys.meta_path.insert(0, OnlyTheLock())
 import service  # noqa: E402,F401
-from stages.predictor import load_predictor  # noqa: E402
+from sentiment.models.predictor import load_predictor  # noqa: E402
 
 for model_dir in sys.argv[2:]:
     proba = load_predictor(Path(model_dir)).predict_proba(["great shuttle", "worst"])

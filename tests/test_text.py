@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.text import Tokenizer, clean_text
+from sentiment.data.text import Tokenizer, clean_text
 
 
 @pytest.mark.parametrize(

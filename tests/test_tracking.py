@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import yaml
 
-from stages.tracking import code_hash, dvc_md5, flatten, params_hash
+from sentiment.tracking import code_hash, dvc_md5, flatten, params_hash
 from tests.conftest import sh
 
 
@@ -97,7 +97,7 @@ def test_temp_experiment_runs_land_in_the_project_store(pipeline_copy: Path) -> 
 def test_dataset_logged_by_a_concurrent_run_first_is_linked(monkeypatch) -> None:
     from mlflow.exceptions import MlflowException
 
-    from stages import tracking
+    from sentiment import tracking
 
     calls = []
 

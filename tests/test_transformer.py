@@ -18,12 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from stages import train_transformer as tt
-from stages.model_files import file_digests
-from stages.numerics import cpu_pins
-from stages.predictor import load_predictor, predict, rating_groups, read_meta
-from stages.text import model_text
-from stages.transformer_model import probabilities
+from sentiment.data.text import model_text
+from sentiment.models import training as tt
+from sentiment.models.encoders import base_model_dir
+from sentiment.models.files import file_digests
+from sentiment.models.numerics import cpu_pins
+from sentiment.models.predictor import load_predictor, predict, rating_groups, read_meta
+from sentiment.models.transformer import probabilities, save_transformer
 from tests.conftest import copy_project, project_env
 
 WORDS = [
@@ -124,7 +125,7 @@ def test_one_epoch_trains_and_saves_a_loadable_model(tiny_bert, splits, tmp_path
     assert len(result["history"]) == 1 and result["best_epoch"] == 1
     assert 0.05 <= result["threshold"] <= 0.95
     model_dir = tmp_path / "saved"
-    tt.save_transformer(
+    save_transformer(
         result["model"],
         result["tokenizer"],
         model_dir,
@@ -149,7 +150,7 @@ def test_rating_target_trains_a_star_head_that_scores_as_labels(tiny_bert, split
     assert result["val_proba"].shape == (16, 2)
     model_dir = tmp_path / "saved"
     meta = {"threshold": result["threshold"], "max_length": 16, "n_classes": 2}
-    tt.save_transformer(
+    save_transformer(
         result["model"], result["tokenizer"], model_dir, meta | {"head_groups": [[0, 1], [2, 3, 4]]}
     )
     texts = ["very good shuttle", "worst 👍", "", "the shuttle is terrible READ MORE"]
@@ -164,7 +165,7 @@ def test_rating_target_trains_a_star_head_that_scores_as_labels(tiny_bert, split
 
 
 def test_rating_groups_are_the_ones_prepare_labelled_with() -> None:
-    from stages.prepare import map_labels
+    from sentiment.data.splits import map_labels
 
     stars = pd.Series([1, 2, 3, 4, 5] * 2)
     for scheme, groups in (("binary", [[0, 1], [2, 3, 4]]), ("ternary", [[0, 1], [2], [3, 4]])):
@@ -188,7 +189,7 @@ def test_training_twice_gives_equal_safetensors_bytes(tiny_bert, splits, tmp_pat
     digests = []
     for run in ("first", "second"):
         result = tt.train(params, *splits)
-        tt.save_transformer(result["model"], result["tokenizer"], tmp_path / run, meta)
+        save_transformer(result["model"], result["tokenizer"], tmp_path / run, meta)
         digests.append(file_digests(tmp_path / run))
     assert digests[0]["model.safetensors"] == digests[1]["model.safetensors"]
     assert digests[0] == digests[1]
@@ -201,7 +202,7 @@ def test_saved_files_do_not_depend_on_offline_mode(tiny_bert, tmp_path) -> None:
     for offline in (True, False):
         tokenizer = AutoTokenizer.from_pretrained(tiny_bert, local_files_only=offline)
         model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
-        tt.save_transformer(model, tokenizer, tmp_path / str(offline), meta)
+        save_transformer(model, tokenizer, tmp_path / str(offline), meta)
     config = (tmp_path / "True" / "tokenizer_config.json").read_text()
     assert "local_files_only" not in config
     assert config == (tmp_path / "False" / "tokenizer_config.json").read_text()
@@ -230,7 +231,7 @@ def test_sorted_and_unsorted_batches_agree(tiny_bert) -> None:
 
 def test_missing_base_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="not a Hugging Face model directory"):
-        tt.base_model_dir(str(tmp_path))
+        base_model_dir(str(tmp_path))
 
 
 @pytest.mark.slow
@@ -286,7 +287,7 @@ def batching_cost(batches, lengths, overhead: int) -> int:
     overhead=st.integers(0, 200),
 )
 def test_length_batches_cover_every_text_once_at_least_cost(lengths, max_rows, overhead) -> None:
-    from stages.onnx_model import length_batches
+    from sentiment.models.onnx_backend import length_batches
 
     batches = length_batches(lengths, max_rows, overhead)
     assert sorted(i for b in batches for i in b.tolist()) == list(range(len(lengths)))
@@ -313,7 +314,7 @@ def split_at(order: list[int], cuts) -> list[list[int]]:
 
 
 def test_length_batches_trade_padding_against_passes() -> None:
-    from stages.onnx_model import length_batches
+    from sentiment.models.onnx_backend import length_batches
 
     lengths = [4, 5, 120, 6, 7]
     # A pass costs nothing: a pass per text, nothing padded.

@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import tracking, tune
+from sentiment import tracking
+from sentiment.models import search
+from sentiment.models.predictor import load_predictor, predict
+from stages import tune
 from stages.featurize import featurize
-from stages.predictor import load_predictor, predict
-from tests.conftest import REPO, sh
+from tests.conftest import REPO, sh, split_files
 
 GOOD = ["good shuttle", "great quality", "very good", "nice product", "excellent, loved it"]
 BAD = ["bad shuttle", "worst quality", "very bad", "poor product", "terrible, hated it"]
@@ -51,7 +53,7 @@ def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pd.DataFrame({"text": texts, "label": labels, "rating": ratings}).to_parquet(
             prepared / f"{split}.parquet"
         )
-    featurize(prepared, tmp_path / "data" / "features", params["featurize"])
+    featurize(split_files(prepared), tmp_path / "data" / "features", params["featurize"])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -62,10 +64,10 @@ def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> None:
     best = tune.run_stage(TUNE)
     assert best["trials"]["complete"] + best["trials"]["pruned"] == 3
-    saved = json.loads((tiny_project / "tune" / "best.json").read_text())
+    saved = json.loads((tiny_project / "reports" / "tune" / "best.json").read_text())
     assert saved["best_params"] == best["best_params"]
     assert 0 <= saved["cv_macro_f1"] <= 1
-    assert {p.name for p in (tiny_project / "tune" / "plots").iterdir()} == {
+    assert {p.name for p in (tiny_project / "reports" / "tune" / "plots").iterdir()} == {
         "optimization_history.png",
         "param_importances.png",
     }
@@ -91,25 +93,25 @@ def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> Non
 
 def test_same_seed_same_best_params(tiny_project: Path) -> None:
     params = TUNE | {"n_trials": 6}
-    first = tune.search(params, f"sqlite:///{tiny_project / 'a.db'}", "s", None)
-    second = tune.search(params, f"sqlite:///{tiny_project / 'b.db'}", "s", None)
+    first = search.search(params, f"sqlite:///{tiny_project / 'a.db'}", "s", None, tune.INPUTS)
+    second = search.search(params, f"sqlite:///{tiny_project / 'b.db'}", "s", None, tune.INPUTS)
     assert first.best_params == second.best_params
     assert first.best_value == second.best_value
 
 
 def test_rerun_resumes_the_study(tiny_project: Path) -> None:
     storage = f"sqlite:///{tiny_project / 'r.db'}"
-    tune.search(TUNE, storage, "resume", None)
-    study = tune.search(TUNE | {"n_trials": 5}, storage, "resume", None)
+    search.search(TUNE, storage, "resume", None, tune.INPUTS)
+    study = search.search(TUNE | {"n_trials": 5}, storage, "resume", None, tune.INPUTS)
     assert len(study.trials) == 5
 
 
 def test_code_params_or_data_change_start_a_new_study(tmp_path: Path) -> None:
-    name = tune.study_name(TUNE, "md5-a", "code-a")
-    assert name == tune.study_name(TUNE | {"n_trials": 50, "timeout": 1}, "md5-a", "code-a")
-    assert name != tune.study_name(TUNE, "md5-a", "code-b")
-    assert name != tune.study_name(TUNE, "md5-b", "code-a")
-    assert name != tune.study_name(TUNE | {"cv_folds": 4}, "md5-a", "code-a")
+    name = search.study_name(TUNE, "md5-a", "code-a")
+    assert name == search.study_name(TUNE | {"n_trials": 50, "timeout": 1}, "md5-a", "code-a")
+    assert name != search.study_name(TUNE, "md5-a", "code-b")
+    assert name != search.study_name(TUNE, "md5-b", "code-a")
+    assert name != search.study_name(TUNE | {"cv_folds": 4}, "md5-a", "code-a")
 
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "tune.py").write_text("def objective(): return 1\n")
@@ -126,7 +128,7 @@ def test_a_timeout_that_cuts_the_search_short_is_recorded(
     best = tune.run_stage(TUNE | {"n_trials": 40, "timeout": 0.01})
     assert best["timed_out"] and best["trials"]["target"] == 40
     assert best["trials"]["complete"] + best["trials"]["pruned"] < 40
-    assert json.loads((tiny_project / "tune" / "best.json").read_text())["timed_out"]
+    assert json.loads((tiny_project / "reports" / "tune" / "best.json").read_text())["timed_out"]
 
 
 def test_two_workers_share_one_study(tiny_project: Path) -> None:
@@ -137,9 +139,9 @@ def test_two_workers_share_one_study(tiny_project: Path) -> None:
     """
     # The stores and the study exist before workers join (the first tune run makes them).
     tracking.configure()
-    name = tune.study_name(TUNE, tune.dvc_md5("data/features"), tracking.code_hash("tune"))
+    name = search.study_name(TUNE, tracking.dvc_md5("data/features"), tracking.code_hash("tune"))
     storage = f"sqlite:///{tiny_project / 'optuna.db'}"
-    tune.search(TUNE, storage, name, None, n_trials=0)
+    search.search(TUNE, storage, name, None, tune.INPUTS, n_trials=0)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def start(total: int) -> subprocess.Popen:
@@ -179,12 +181,12 @@ def test_tune_params_invalidate_tune_but_not_prepare(pipeline_copy: Path) -> Non
 
 
 def test_plots_are_byte_identical_across_processes(tmp_path: Path) -> None:
-    """tune/plots is a cached DVC output: importances that tie (two unused params at 0) must
+    """reports/tune/plots is a cached DVC output: importances that tie (two unused params at 0) must
     not be ordered by the process's string hashing, or its md5 changes between runs."""
     code = """
 import sys, optuna
 from pathlib import Path
-from stages.tune import save_plots
+from sentiment.models.search import save_plots
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 def objective(t):
     family = t.suggest_categorical("classifier", ["logreg", "svc", "sgd"])
@@ -216,10 +218,10 @@ def test_a_rating_target_learns_stars_and_scores_labels(tiny_project: Path) -> N
 
 def test_fit_targets_maps_each_star_to_its_label(tiny_project: Path) -> None:
     y = np.load(tiny_project / "data" / "features" / "train_labels.npy")
-    target, label_of = tune.fit_targets(TUNE | {"target": "rating"}, y)
+    target, label_of = search.fit_targets(TUNE | {"target": "rating"}, y, tune.INPUTS)
     assert sorted(set(target.tolist())) == [0, 1, 2, 3, 4]
     assert (label_of[target] == y).all()
-    assert tune.groups_of(label_of) == [[0, 1], [2, 3, 4]]
-    assert tune.groups_of(tune.fit_targets(TUNE, y)[1]) is None
+    assert search.groups_of(label_of) == [[0, 1], [2, 3, 4]]
+    assert search.groups_of(search.fit_targets(TUNE, y, tune.INPUTS)[1]) is None
     with pytest.raises(ValueError, match=r"tune\.target: 'stars' is not one of"):
-        tune.fit_targets(TUNE | {"target": "stars"}, y)
+        search.fit_targets(TUNE | {"target": "stars"}, y, tune.INPUTS)

@@ -1,0 +1,1 @@
+"""Raw reviews to prepared splits, text cleaning and tokenising, label schemes."""

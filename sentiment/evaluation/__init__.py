@@ -1,0 +1,1 @@
+"""Metrics, the behavioural suite, candidate scoring and the champion rule."""

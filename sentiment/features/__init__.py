@@ -1,0 +1,1 @@
+"""The TF-IDF representation featurize fits."""

@@ -1,0 +1,1 @@
+"""Predictors and their backends, model directories, encoders, search and training."""

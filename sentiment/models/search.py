@@ -1,0 +1,326 @@
+"""The classical model search: Optuna over classifier families and their hyperparameters on
+the TF-IDF features (objective: mean stratified k-fold macro-F1 on train, reported per fold
+to a median pruner), the refit of the best one, and the study's plots.
+
+The study lives in an Optuna RDB storage (``OPTUNA_STORAGE``, else ``tune.storage``, else
+``optuna.db`` in the project) under a name derived from the input hashes, so a re-run with
+the same inputs resumes it, and workers in other processes or machines can join it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import scipy.sparse as sp
+from mlflow.entities import Metric, Param, RunTag
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.trial import TrialState
+from sklearn.base import ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from sentiment.evaluation.metrics import macro_f1
+from sentiment.fileio import read_split
+from sentiment.models.files import load_skops
+from sentiment.models.predictor import (
+    check_target,
+    rating_groups,
+)
+from sentiment.tracking import params_hash, project_root
+
+FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
+
+
+# Params that change how long the search runs, not what it searches.
+RUN_ONLY_PARAMS = ("n_trials", "timeout", "n_jobs", "storage")
+
+
+def suggest_classifier(trial: optuna.Trial, families: list[str], seed: int) -> ClassifierMixin:
+    """Sample a classifier family and its hyperparameters (also rebuilds from FixedTrial)."""
+    family = trial.suggest_categorical("classifier", families)
+    if family == "complement_nb":
+        return ComplementNB(alpha=trial.suggest_float("complement_nb_alpha", 1e-3, 1.0, log=True))
+    weight = trial.suggest_categorical(f"{family}_class_weight", [None, "balanced"])
+    if family == "logreg":
+        c = trial.suggest_float("logreg_C", 1e-2, 1e2, log=True)
+        return LogisticRegression(C=c, class_weight=weight, max_iter=2000, random_state=seed)
+    if family == "linear_svc":
+        c = trial.suggest_float("linear_svc_C", 1e-3, 1e1, log=True)
+        return LinearSVC(C=c, class_weight=weight, random_state=seed)
+    if family == "sgd":
+        return SGDClassifier(
+            loss=trial.suggest_categorical("sgd_loss", ["hinge", "log_loss", "modified_huber"]),
+            alpha=trial.suggest_float("sgd_alpha", 1e-6, 1e-2, log=True),
+            class_weight=weight,
+            max_iter=50,
+            tol=None,
+            random_state=seed,
+        )
+    raise ValueError(f"tune.families: unknown classifier family {family!r} (know {FAMILIES})")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the search reads: featurize's folder, and the train split (for its ratings)."""
+
+    features: Path
+    train_split: Path
+
+    def matrix(self, split: str) -> tuple[sp.csr_matrix, np.ndarray]:
+        """One split's TF-IDF matrix and labels."""
+        return (
+            sp.load_npz(self.features / f"{split}.npz"),
+            np.load(self.features / f"{split}_labels.npy"),
+        )
+
+
+def fit_targets(
+    params: dict[str, Any], y: np.ndarray, inputs: Inputs
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the classifier learns and, per learnt class, the label it counts for: the labels
+    themselves, or (``target: rating``) the star ratings minus one."""
+    check_target("tune.target", params["target"])
+    if params["target"] == "label":
+        return y, np.arange(int(y.max()) + 1)
+    split = inputs.train_split
+    labels, ratings = read_split(split)[1], read_split(split, "rating")[1]
+    if labels != y.tolist():
+        raise ValueError(f"{split} and {inputs.features}: rows differ (re-run featurize)")
+    label_of = np.full(5, -1)  # a star absent from train is never predicted
+    for label, group in enumerate(rating_groups(ratings, labels)):
+        label_of[group] = label
+    return np.asarray(ratings) - 1, label_of
+
+
+def groups_of(label_of: np.ndarray) -> list[list[int]] | None:
+    """The learnt classes of each label, None when they are the labels."""
+    if len(label_of) == int(label_of.max()) + 1 and (label_of == np.arange(len(label_of))).all():
+        return None
+    return [np.flatnonzero(label_of == c).tolist() for c in range(int(label_of.max()) + 1)]
+
+
+def storage_url(params: dict[str, Any]) -> str:
+    """``OPTUNA_STORAGE`` > ``tune.storage`` > the project's embedded SQLite file."""
+    return (
+        os.environ.get("OPTUNA_STORAGE")
+        or params.get("storage")
+        or f"sqlite:///{project_root() / 'optuna.db'}"
+    )
+
+
+def study_name(params: dict[str, Any], features_md5: str, code: str) -> str:
+    """Same features, search space and code -> same study, so re-runs and workers share it;
+    a change to any of them starts a new study (never trials scored by other code)."""
+    search = {k: v for k, v in params.items() if k not in RUN_ONLY_PARAMS}
+    return f"tune-{params_hash({'features': features_md5, 'code': code, **search})}"
+
+
+def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMixin:
+    """``model.fit`` without ConvergenceWarning: a trial's small C or alpha may stop at
+    max_iter; it then scores lower, which the search sees (the warning adds nothing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return model.fit(x, y)
+
+
+def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any], inputs: Inputs):
+    """k-fold macro-F1 objective reporting the running mean after each fold to the pruner;
+    scored on the labels whatever the classifier learns (``fit_targets``)."""
+    target, label_of = fit_targets(params, y, inputs)
+    folds = list(
+        StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(
+            x, target
+        )
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        classifier = suggest_classifier(trial, params["families"], params["seed"])
+        scores: list[float] = []
+        start = time.perf_counter()
+        for step, (fit_idx, val_idx) in enumerate(folds):
+            model = fit(clone(classifier), x[fit_idx], target[fit_idx])
+            scores.append(macro_f1(y[val_idx], label_of[model.predict(x[val_idx])]))
+            trial.report(float(np.mean(scores)), step)
+            trial.set_user_attr("fit_seconds", time.perf_counter() - start)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("cv_std", float(np.std(scores)))
+        return float(np.mean(scores))
+
+    return objective
+
+
+def mlflow_trial_logger(parent_run_id: str):
+    """Optuna callback: each finished trial becomes an MLflow child run of the tune run."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    source = {  # the tune run's code identity: git commit, source file, dirty flag
+        k: v for k, v in parent.data.tags.items() if k.startswith(("mlflow.source.", "git."))
+    }
+
+    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        complete = trial.state == TrialState.COMPLETE
+        run = client.create_run(
+            parent.info.experiment_id,
+            run_name=f"trial-{trial.number}",
+            tags={**source, "mlflow.parentRunId": parent_run_id, "kind": "trial"},
+        )
+        steps = trial.intermediate_values
+        cv_mean = trial.value if complete else steps.get(max(steps, default=0), float("nan"))
+        metrics = {
+            "cv_macro_f1_mean": cv_mean,
+            "fit_seconds": trial.user_attrs.get("fit_seconds", 0.0),
+        }
+        if "cv_std" in trial.user_attrs:
+            metrics["cv_macro_f1_std"] = trial.user_attrs["cv_std"]
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in trial.params.items()],
+            tags=[
+                RunTag("pruned", str(trial.state == TrialState.PRUNED).lower()),
+                RunTag("optuna.study", study.study_name),
+                RunTag("optuna.trial", str(trial.number)),
+            ],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED" if complete else "KILLED")
+
+    return log
+
+
+def search(
+    params: dict[str, Any],
+    storage: str,
+    name: str,
+    parent_run_id: str | None,
+    inputs: Inputs,
+    n_trials: int | None = None,
+) -> optuna.Study:
+    """Run (or resume, or join) the study until it holds ``n_trials`` finished trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    x, y = inputs.matrix("train")
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=params["seed"]),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+    target = n_trials if n_trials is not None else params["n_trials"]
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    remaining = target - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        callbacks = [optuna.study.MaxTrialsCallback(target, states=finished)]
+        if parent_run_id:
+            callbacks.insert(0, mlflow_trial_logger(parent_run_id))
+        study.optimize(
+            make_objective(x, y, params, inputs),
+            n_trials=remaining,
+            timeout=params["timeout"],
+            n_jobs=params["n_jobs"],
+            callbacks=callbacks,
+        )
+    return study
+
+
+def with_probabilities(classifier: ClassifierMixin, folds: int, seed: int) -> ClassifierMixin:
+    """The classifier itself, or sigmoid-calibrated over stratified folds when it has no
+    ``predict_proba`` (LinearSVC, hinge SGD)."""
+    if hasattr(classifier, "predict_proba") and not (
+        isinstance(classifier, SGDClassifier) and classifier.loss == "hinge"
+    ):
+        return classifier
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return CalibratedClassifierCV(classifier, cv=cv, method="sigmoid")
+
+
+def refit_best(
+    study: optuna.Study, params: dict[str, Any], inputs: Inputs
+) -> tuple[Pipeline, list | None]:
+    """The best classifier refitted on all of train, behind the fitted vectorizer, and the
+    groups that sum its classes into labels (None when it learnt the labels)."""
+    x, y = inputs.matrix("train")
+    target, label_of = fit_targets(params, y, inputs)
+    classifier = suggest_classifier(
+        optuna.trial.FixedTrial(study.best_params), params["families"], params["seed"]
+    )
+    classifier = with_probabilities(classifier, params["cv_folds"], params["seed"])
+    fit(classifier, x, target)
+    pipeline = Pipeline(
+        [("features", load_skops(inputs.features / "vectorizer.skops")), ("classifier", classifier)]
+    )
+    return pipeline, groups_of(label_of)
+
+
+class SortedImportances(PedAnovaImportanceEvaluator):
+    """Optuna's default importances, ties ordered by name: Optuna orders them by iterating a
+    set of names, which changes with the process's string hashing, and with it the bytes
+    (and the DVC md5) of ``tune/plots``."""
+
+    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
+        found = super().evaluate(study, params=params, target=target)
+        return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
+
+
+def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """Optimisation history and hyperparameter importance as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    plots = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": partial(ovm.plot_param_importances, evaluator=SortedImportances()),
+    }
+    for name, plot in plots.items():
+        with warnings.catch_warnings():
+            # Optuna marks its matplotlib plots experimental; their output is pinned here.
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            ax = plot(study)
+        path = out_dir / f"{name}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        paths.append(path)
+    return paths
+
+
+def study_record(study: optuna.Study, params: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """What a finished search found and how it ended (``best.json`` without the val part)."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
+    return {
+        "study": study.study_name,
+        "best_params": study.best_params,
+        "cv_macro_f1": round(study.best_value, 5),
+        "cv_macro_f1_std": round(study.best_trial.user_attrs.get("cv_std", 0.0), 5),
+        "trials": {
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "target": params["n_trials"],
+        },
+        # tune.timeout stopped the search before tune.n_trials finished trials
+        "timed_out": finished < params["n_trials"],
+        "search_seconds": round(seconds, 2),
+    }

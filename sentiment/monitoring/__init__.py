@@ -1,0 +1,1 @@
+"""Drift detection on text, for the pipeline and for the inference log."""

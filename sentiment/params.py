@@ -1,0 +1,117 @@
+"""params.yaml, read and checked: a stage gets its section only if every key in it is one
+the section defines, so a misspelt key fails instead of running with the old value."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sentiment.paths import PARAMS_FILE
+
+# The keys of each section (docs/configuration.md says what each one does).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "prepare": (
+        "label_scheme",
+        "test_size",
+        "seed",
+        "val_size",
+        "reference_rows",
+        "max_quarantine_share",
+    ),
+    "featurize": (
+        "emoji",
+        "stem",
+        "negation",
+        "stop_words",
+        "word_ngram_max",
+        "char_ngrams",
+        "char_ngram_range",
+        "min_df",
+        "max_df",
+        "max_features",
+        "sublinear_tf",
+    ),
+    "tune": ("families", "target", "cv_folds", "n_trials", "timeout", "n_jobs", "seed", "storage"),
+    "train_transformer": (
+        "base_model",
+        "target",
+        "epochs",
+        "patience",
+        "lr",
+        "batch_size",
+        "max_length",
+        "warmup_ratio",
+        "weight_decay",
+        "max_grad_norm",
+        "max_train_samples",
+        "quantize",
+        "threads",
+        "seed",
+    ),
+    "evaluate": ("bootstrap_resamples", "min_gain", "seed"),
+    "gate": (
+        "registered_model",
+        "bento_model",
+        "min_delta",
+        "min_f1",
+        "max_size_mb",
+        "behaviour_tolerance",
+        "confidence",
+        "bootstrap_resamples",
+        "seed",
+    ),
+    "drift": (
+        "reference_size",
+        "holdout_rows",
+        "svd_components",
+        "window_size",
+        "min_window",
+        "permutations",
+        "alpha",
+        "retrain_after",
+        "seed",
+    ),
+}
+
+
+class ParamsError(ValueError):
+    """params.yaml lacks what a stage needs, or holds a key no stage reads."""
+
+
+class Params(dict):
+    """One params.yaml section; a missing key is named with its file and section."""
+
+    def __init__(self, values: dict[str, Any], where: str) -> None:
+        super().__init__(values)
+        self.where = where
+
+    def __missing__(self, key: str) -> Any:
+        raise ParamsError(f"{self.where}: no '{key}' (docs/configuration.md lists the keys)")
+
+
+def unknown_keys(section: str, values: dict[str, Any]) -> list[str]:
+    """One phrase per key of ``values`` that ``section`` does not define, with the nearest
+    valid key when one is close: ``featurize.min_dff: did you mean min_df?``."""
+    known = SECTIONS[section]
+    problems = []
+    for key in sorted(set(values) - set(known), key=str):
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {near[0]}?" if near else f"not a key of {section} ({', '.join(known)})"
+        )
+        problems.append(f"{section}.{key}: {hint}")
+    return problems
+
+
+def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Return one section of params.yaml, refusing keys the section does not define."""
+    with open(path, encoding="utf-8") as fh:
+        params = yaml.safe_load(fh) or {}
+    if not isinstance(params.get(section), dict):
+        raise ParamsError(f"{path}: no '{section}:' section")
+    if section in SECTIONS and (problems := unknown_keys(section, params[section])):
+        raise ParamsError(f"{path}: {'; '.join(problems)}")
+    return Params(params[section], f"{path}: {section}")

@@ -1,0 +1,204 @@
+"""score: label a file of reviews offline, in bounded memory.
+
+    python -m sentiment.score --model models/champion --input reviews.csv --output scored.parquet
+    python -m sentiment.score --model sentiment:latest --input raw.csv --text-column "Review text"
+
+``--model`` is a model directory or a BentoML store tag (the promoted model is
+``sentiment:latest``). The input (CSV, Parquet or JSON Lines) is read ``--chunk-rows`` rows at
+a time and only its text column is kept, so memory does not grow with the file. The output is
+Parquet, one row per input row: ``row`` (0-based), ``label``, ``score`` (as the service
+defines it), ``model_version`` and ``error``. A row that cannot be scored (no text, or
+nothing left once cleaned) gets a null label and the reason in ``error``, and the summary
+names how many and which; ``--bad-rows fail`` refuses the file instead. The output appears
+only when complete (written to a temporary file, then renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sentiment.cli import entry_point
+from sentiment.fileio import atomic_path
+from sentiment.models.files import bento_model_dir, file_digests
+from sentiment.models.predictor import Predictor, decide, load_predictor, read_meta
+from sentiment.serving.rules import label_names, nothing_to_score
+
+READERS = (".csv", ".parquet", ".jsonl")
+SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+        ("model_version", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+SHOWN_BAD_ROWS = 10
+
+
+def read_chunks(path: Path, column: str, rows: int) -> Iterator[list[Any]]:
+    """The text column of ``path``, ``rows`` values at a time (None where missing)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        source = pq.ParquetFile(path)
+        if column not in source.schema_arrow.names:
+            raise ValueError(no_column(path, column, source.schema_arrow.names))
+        for batch in source.iter_batches(batch_size=rows, columns=[column]):
+            yield batch.column(0).to_pylist()
+        return
+    import pandas as pd
+
+    if suffix == ".csv":
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        if column not in header:
+            raise ValueError(no_column(path, column, header))
+        reader = pd.read_csv(path, usecols=[column], dtype=str, chunksize=rows)
+    elif suffix == ".jsonl":
+        reader = pd.read_json(path, lines=True, dtype=False, chunksize=rows)
+    else:
+        raise ValueError(f"{path}: unknown input type {suffix!r}; use one of {READERS}")
+    with reader:
+        for chunk in reader:
+            if column not in chunk.columns:
+                raise ValueError(no_column(path, column, chunk.columns.tolist()))
+            yield [None if v is None or v != v else v for v in chunk[column].tolist()]
+
+
+def no_column(path: Path, column: str, columns: list[str]) -> str:
+    return f"{path}: no column {column!r} (it has {columns}); pick one with --text-column"
+
+
+def why_not_scored(value: Any) -> str | None:
+    """Why a cell cannot be scored, or None."""
+    if value is None:
+        return "no text"
+    if not isinstance(value, str):
+        return f"not text ({type(value).__name__})"
+    return nothing_to_score(value)
+
+
+def score_chunk(
+    predictor: Predictor, names: list[str], values: list[Any]
+) -> tuple[list[str | None], list[float | None], list[str | None]]:
+    """Labels, scores and errors for one chunk; unscorable rows get a reason, not a label."""
+    errors = [why_not_scored(v) for v in values]
+    good = [i for i, e in enumerate(errors) if e is None]
+    labels: list[str | None] = [None] * len(values)
+    scores: list[float | None] = [None] * len(values)
+    if good:
+        proba = predictor.predict_proba([values[i] for i in good])
+        ids = decide(proba, predictor.meta.get("threshold"))
+        chosen = proba[:, 1] if len(names) == 2 else proba[np.arange(len(ids)), ids]
+        for i, label, score in zip(good, ids, chosen, strict=True):
+            labels[i], scores[i] = names[label], float(score)
+    return labels, scores, errors
+
+
+def resolve_model(model: str) -> tuple[Path, str]:
+    """A model directory, or a BentoML store tag: the directory and a version to record
+    (the registry version, else the directory's name and a digest of its files)."""
+    path = Path(model)
+    if path.is_dir():
+        meta = read_meta(path)
+        files = hashlib.sha256(repr(sorted(file_digests(path).items())).encode())
+        return path, str(meta.get("registry_version") or f"{path.name}@{files.hexdigest()[:12]}")
+    import bentoml
+
+    stored = bentoml.models.get(model)
+    return bento_model_dir(stored), stored.info.labels.get("registry_version") or str(stored.tag)
+
+
+def score_file(
+    model: str, source: Path, target: Path, column: str, rows: int, fail_on_bad: bool
+) -> dict[str, Any]:
+    """Score ``source`` into ``target`` (Parquet, atomic); return the counts."""
+    if target.suffix.lower() != ".parquet":
+        raise ValueError(f"{target}: the output is Parquet; name it *.parquet")
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    if rows < 1:
+        raise ValueError(f"--chunk-rows must be at least 1, got {rows}")
+    model_dir, version = resolve_model(model)
+    predictor = load_predictor(model_dir)
+    names = label_names(predictor.meta, str(model_dir))
+    from tqdm.auto import tqdm
+
+    parquet = source.suffix.lower() == ".parquet"
+    total = pq.ParquetFile(source).metadata.num_rows if parquet else None
+    progress = tqdm(total=total, unit="row", desc="score", disable=None)
+    done, bad, shown, started = 0, 0, [], time.perf_counter()
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+        for n, values in enumerate(read_chunks(source, column, rows), start=1):
+            labels, scores, errors = score_chunk(predictor, names, values)
+            failed = [(done + i, e) for i, e in enumerate(errors) if e is not None]
+            bad += len(failed)
+            shown += failed[: SHOWN_BAD_ROWS - len(shown)]
+            if fail_on_bad and bad:
+                raise ValueError(bad_rows_message(source, bad, shown))
+            table = pa.table(
+                {
+                    "row": np.arange(done, done + len(values)),
+                    "label": labels,
+                    "score": scores,
+                    "model_version": [version] * len(values),
+                    "error": errors,
+                },
+                schema=SCHEMA,
+            )
+            writer.write_table(table)
+            done += len(values)
+            progress.update(len(values))
+            if progress.disable:
+                rate = done / (time.perf_counter() - started)
+                print(f"score: chunk {n}: {done} rows, {rate:.0f} rows/s", file=sys.stderr)
+    progress.close()
+    seconds = time.perf_counter() - started
+    return {"rows": done, "not_scored": bad, "first_not_scored": shown, "seconds": seconds}
+
+
+def bad_rows_message(source: Path, count: int, shown: list[tuple[int, str]]) -> str:
+    """``N rows cannot be scored: rows 3 (no text), 17 (...), ...``: how many, the first few."""
+    rows = ", ".join(f"{row} ({why})" for row, why in shown)
+    more = f" and {count - len(shown)} more" if count > len(shown) else ""
+    return f"{source}: {count} rows cannot be scored: rows {rows}{more}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m sentiment.score", description=__doc__)
+    parser.add_argument("--model", required=True, help="model directory or BentoML tag")
+    parser.add_argument("--input", required=True, type=Path, help="CSV, Parquet or JSONL")
+    parser.add_argument("--output", required=True, type=Path, help="Parquet file to write")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument("--bad-rows", choices=("mark", "fail"), default="mark")
+    args = parser.parse_args()
+    counts = score_file(
+        args.model,
+        args.input,
+        args.output,
+        args.text_column,
+        args.chunk_rows,
+        args.bad_rows == "fail",
+    )
+    print(
+        f"score: {args.output}: {counts['rows']} rows in {counts['seconds']:.1f} s "
+        f"({counts['rows'] / max(counts['seconds'], 1e-9):.0f} rows/s), "
+        f"{counts['rows'] - counts['not_scored']} scored"
+    )
+    if counts["not_scored"]:
+        message = bad_rows_message(args.input, counts["not_scored"], counts["first_not_scored"])
+        print(f"score: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    entry_point(main)

@@ -1,0 +1,1 @@
+"""The service's middleware (ASGI limits, auth, request guard) and request rules."""

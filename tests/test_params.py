@@ -1,0 +1,122 @@
+"""A misspelt param is refused, never silently replaced by the old value: every stage names
+the key and the nearest valid one, run as a command and through ``dvc exp run -S``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sentiment.params import SECTIONS, ParamsError, load_params, unknown_keys
+from tests.conftest import REPO, copy_project, project_env
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+# One plausible typo per stage, and the key it should have been.
+TYPOS = {
+    "prepare": ("test_sise", "test_size"),
+    "featurize": ("min_dff", "min_df"),
+    "tune": ("n_trails", "n_trials"),
+    "train_transformer": ("epoch", "epochs"),
+    "evaluate": ("min_gian", "min_gain"),
+    "gate": ("min_f", "min_f1"),
+    "drift": ("alpah", "alpha"),
+}
+
+
+def test_every_section_defines_exactly_the_keys_params_yaml_has() -> None:
+    assert set(SECTIONS) == set(PARAMS) == set(STAGES)
+    for section, keys in SECTIONS.items():
+        assert sorted(keys) == sorted(PARAMS[section]), section
+
+
+def test_an_unknown_key_is_named_with_the_nearest_valid_one(tmp_path: Path) -> None:
+    assert unknown_keys("featurize", {"min_dff": 2, "min_df": 1}) == [
+        "featurize.min_dff: did you mean min_df?"
+    ]
+    far = unknown_keys("evaluate", {"colour": "red"})[0]
+    assert far.startswith("evaluate.colour: not a key of evaluate (bootstrap_resamples")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"drift": PARAMS["drift"] | {"alpah": 0.1}}))
+    with pytest.raises(ParamsError, match=r"drift\.alpah: did you mean alpha\?"):
+        load_params("drift", params)
+    assert load_params("prepare", params) == PARAMS["prepare"]  # other sections still load
+
+
+def add_placeholders(root: Path) -> None:
+    """Placeholders for the data deps a copy lacks: each stage gets as far as reading its
+    params, which is where a typo must stop it (DVC deletes a stage's outputs before it
+    runs, so they are laid again before each run)."""
+    for spec in STAGES.values():
+        for dep in spec["deps"]:
+            path = root / dep
+            if path.exists():
+                continue
+            if Path(dep).suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("placeholder\n")
+            else:
+                path.mkdir(parents=True)
+                (path / "placeholder").write_text("placeholder\n")
+
+
+@pytest.fixture(scope="module")
+def typo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_project(tmp_path_factory.mktemp("typos"))
+    add_placeholders(root)
+    return root
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_stage_run_as_a_command_refuses_a_misspelt_key(typo_project: Path, stage: str) -> None:
+    typo, meant = TYPOS[stage]
+    params = PARAMS | {stage: PARAMS[stage] | {typo: 1}}
+    work = typo_project.parent / f"command-{stage}"
+    subprocess.run(["cp", "-a", str(typo_project), str(work)], check=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    module = STAGES[stage]["cmd"].split("python -m ", 1)[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", *module.split()],
+        cwd=work,
+        env=project_env(work),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{stage}.{typo}: did you mean {meant}?" in lines[0], lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, stage: str) -> None:
+    """``-S key=value`` on a key params.yaml lacks is refused by DVC itself; ``-S +key=value``
+    adds the key, and then the stage refuses it (shown for prepare, whose deps a copy can
+    hold as placeholders: for later stages ``dvc exp run`` first checks out the committed
+    outputs of the stages before, which a copy has no cache for; the command test above
+    covers them)."""
+    typo, meant = TYPOS[stage]
+
+    def exp_run(override: str) -> subprocess.CompletedProcess:
+        add_placeholders(typo_project)
+        proc = subprocess.run(
+            ["dvc", "exp", "run", "--single-item", "-S", override, stage],
+            cwd=typo_project,
+            env=project_env(typo_project),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=typo_project, check=True)
+        assert proc.returncode != 0, proc.stdout
+        return proc
+
+    assert f"Could not override '{stage}.{typo}'" in exp_run(f"{stage}.{typo}=1").stderr
+    if stage != "prepare":
+        return
+    added = exp_run(f"+{stage}.{typo}=1")
+    assert f"{stage}.{typo}: did you mean {meant}?" in added.stdout + added.stderr
