@@ -8,7 +8,11 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test test-fast lint lock clean serve bento promote rollback exp
+.PHONY: help run test test-fast lint lock clean serve bento promote rollback exp score drift report
+
+## help: list the targets
+help:
+	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | awk -F '\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,6 +40,9 @@ $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
 ## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise
 run: $(VENV)/.installed
 	$(BIN)/dvc pull --allow-missing --quiet
+	@test -f data/raw/reviews.csv || { remote=$$($(BIN)/dvc remote default 2>/dev/null); \
+	  url=$$($(BIN)/dvc remote list 2>/dev/null | awk -v r="$$remote" '$$1 == r {print $$2}'); \
+	  echo "make run: no raw data: DVC remote '$$remote' ($$url) could not be read; docs/data.md says how to configure one"; exit 1; }
 	$(BIN)/dvc repro
 	$(BIN)/python -m sentiment.registry promote
 	$(BIN)/python -m sentiment.summary
@@ -71,9 +78,23 @@ bento: $(VENV)/.installed
 rollback: $(VENV)/.installed
 	$(BIN)/python -m sentiment.registry rollback
 
+## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet
+score: $(VENV)/.installed
+	$(BIN)/python -m sentiment.score --model sentiment:latest --input $(INPUT) --output $(OUTPUT)
+
+## drift: test an inference log for drift: make drift LOG=inference-log/predictions.jsonl
+drift: $(VENV)/.installed
+	$(BIN)/python -m stages.drift --current $(LOG)
+
+## report: the pull-request report (base revision vs workspace) as report.md
+report: $(VENV)/.installed
+	$(BIN)/python -m sentiment.report --base $(or $(BASE),main) --out report.md
+
+## test-fast: the suite without the slow end-to-end tests
 test-fast: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m "not slow"
 
+## lint: ruff check and format check
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -82,5 +103,6 @@ lint: $(VENV)/.dev-installed
 lock: | $(BIN)/python
 	$(BIN)/python tools/lock.py
 
+## clean: remove the environment and caches
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -66,6 +66,12 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+def experiment_tags() -> dict[str, str]:
+    """What the experiment says of itself: its description, and that it is a training
+    experiment, so MLflow's UI opens on its runs, not on a GenAI project's traces."""
+    return {"mlflow.note.content": DESCRIPTION, "mlflow.experimentKind": "custom_model_development"}
+
+
 def configure() -> str:
     """Point MLflow at the tracking store and experiment; return the experiment id."""
     uri = tracking_uri()
@@ -78,8 +84,10 @@ def configure() -> str:
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
-    if experiment is None or "mlflow.note.content" not in experiment.tags:
-        MlflowClient().set_experiment_tag(experiment_id, "mlflow.note.content", DESCRIPTION)
+    tags = {} if experiment is None else experiment.tags
+    for key, value in experiment_tags().items():
+        if key not in tags:
+            MlflowClient().set_experiment_tag(experiment_id, key, value)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

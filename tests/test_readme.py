@@ -1,7 +1,8 @@
-"""The README's figures are the committed metrics: a re-run that moves one fails here.
+"""The figures of the README and of docs/ are the committed metrics: a re-run that moves one
+fails here, naming the pages it looked on.
 
-Counts and scores must match exactly (as rounded in the README); timings, which move from
-run to run, must be within a factor of 1.5 of the committed ones.
+Counts and scores must match exactly (as rounded on the page); timings, which move from run
+to run, must be within a factor of 1.5 of the committed ones.
 """
 
 from __future__ import annotations
@@ -17,8 +18,29 @@ from sentiment.monitoring.drift import raw_traffic
 from sentiment.tracking import flatten
 from tests.conftest import BIN, REPO
 
-README = " ".join((REPO / "README.md").read_text().split())  # line breaks as spaces
+PAGES = {  # line breaks as spaces
+    path.relative_to(REPO).as_posix(): " ".join(path.read_text().split())
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+}
 TIMING_FACTOR = 1.5
+FRONT_PAGE_LINES = 150
+
+
+class Pages:
+    """``text in README`` asks every page; ``where(text)`` names the page that has it."""
+
+    def __contains__(self, text: str) -> bool:
+        return self.where(text) is not None
+
+    @staticmethod
+    def where(text: str) -> str | None:
+        return next((page for page, body in PAGES.items() if text in body), None)
+
+    def __str__(self) -> str:
+        return ", ".join(PAGES)
+
+
+README = Pages()
 
 
 def committed(path: str) -> dict:
@@ -30,9 +52,21 @@ def committed(path: str) -> dict:
 
 
 def figure(pattern: str) -> re.Match:
-    match = re.search(pattern, README)
-    assert match, f"README.md no longer has a figure matching {pattern!r}"
-    return match
+    """The first page's match of ``pattern``; the pages are named when none has it."""
+    for body in PAGES.values():
+        if match := re.search(pattern, body):
+            return match
+    raise AssertionError(f"no page ({README}) has a figure matching {pattern!r}")
+
+
+def test_the_front_page_is_short_and_links_every_page() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= FRONT_PAGE_LINES, f"README.md has {len(lines)} lines"
+    front = PAGES["README.md"]
+    for page in PAGES:
+        if page != "README.md":
+            assert f"]({page})" in front, f"README.md does not link {page}"
+            assert "](../README.md)" in PAGES[page], f"{page} does not link back"
 
 
 def assert_timing(stated: float, measured: float, what: str) -> None:
@@ -51,7 +85,7 @@ def test_prepare_figures() -> None:
         f"({stats['leakage']['test_texts_in_train']}, kept for comparability",
         f"first `prepare.reference_rows` ({params['reference_rows']:,}) rows",
     ):
-        assert text in README, f"README.md should say {text!r}"
+        assert text in README, f"no page ({README}) says {text!r}"
 
 
 def test_featurize_and_tune_figures() -> None:
@@ -98,7 +132,7 @@ def test_champion_figures() -> None:
         f"test {ours['test']['macro_f1']:.4f} [{low:.3f}, {high:.3f}]; "
         f"{runner_up} test {theirs['test']['macro_f1']:.4f}"
     )
-    assert text in README, f"README.md should say {text!r}"
+    assert text in README, f"no page ({README}) says {text!r}"
 
 
 def test_drift_figures() -> None:

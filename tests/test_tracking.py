@@ -67,6 +67,8 @@ def test_repro_runs_are_tagged_and_grouped(pipeline_copy: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{pipeline_copy / 'mlflow.db'}")
     experiment = client.get_experiment(parent.info.experiment_id)
     assert "DVC md5" in experiment.tags["mlflow.note.content"]
+    # a training experiment: MLflow's UI opens on its runs, not on GenAI traces
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 @pytest.mark.slow
