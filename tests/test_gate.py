@@ -272,7 +272,8 @@ def test_act_refuses_a_champion_the_decision_was_not_made_on(registry: Registry)
     make_model(paths.CHAMPION, 4)
     gate.run_stage(registry.params)
     make_model(paths.CHAMPION, 6)
-    with pytest.raises(UntrustedModelError, match=r"not the model gate/decision\.json decided on"):
+    decided_on = r"not the model reports/gate/decision\.json decided on"
+    with pytest.raises(UntrustedModelError, match=decided_on):
         promotion.act(registry.params)
 
 
@@ -286,8 +287,9 @@ def fail_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(promotion, "log_model", boom)
     elif step == "register":
         monkeypatch.setattr(promotion.mlflow, "register_model", boom)
-    elif step == "export":
+    elif step == "export":  # promote exports directly, rollback through store.export_version
         monkeypatch.setattr(promotion, "export_to_bentoml", boom)
+        monkeypatch.setattr(store, "export_to_bentoml", boom)
     elif step in ("production", "previous-production"):
         original = MlflowClient.set_registered_model_alias
 
