@@ -22,13 +22,15 @@ import sys
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, fail
 from sentiment.fileio import write_json
 from sentiment.params import load_params
 from sentiment.registry.decision import decision_for, verdict
+from sentiment.registry.store import registry_error
 from sentiment.tracking import stage_run
 
 REGISTRY_COMMANDS = ("promote", "rollback", "export", "download")  # sentiment.registry's
@@ -58,7 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Promotion gate: decide (default), act, undo.")
     parser.add_argument("command", nargs="?", default="gate", choices=["gate", *REGISTRY_COMMANDS])
     parser.parse_args()
-    record = run_stage(load_params("gate"))
+    try:
+        record = run_stage(load_params("gate"))
+    except MlflowException as err:
+        fail(registry_error("gate", err))
     failing = [rule for rule, v in record["rules"].items() if not v["passed"]]
     verdict_ = (
         "promote" if record["promote"] else f"keep production (failing: {', '.join(failing)})"

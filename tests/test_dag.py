@@ -59,10 +59,12 @@ def test_every_local_file_a_stage_uses_is_a_dep(stage: str) -> None:
 
 
 def test_the_closure_follows_function_level_imports_and_paths() -> None:
-    gate = closure("stages/gate.py")
-    assert "sentiment/registry/pyfunc_model.py" in gate  # loaded by path by log_model
-    assert "requirements.lock" in gate  # read by mlflow_model.pinned_requirements
+    promotion = closure("sentiment/registry/promotion.py")
+    assert "sentiment/registry/pyfunc_model.py" in promotion  # loaded by path by log_model
+    assert "requirements.lock" in promotion  # read by mlflow_model.pinned_requirements
     assert "sentiment/models/transformer.py" in closure("stages/evaluate.py")  # in a function
+    # The gate stage only decides: the registry commands it forwards are not its deps.
+    assert "sentiment/registry/promotion.py" not in closure("stages/gate.py")
 
 
 def test_editing_text_py_makes_every_stage_using_it_stale(tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ from sentiment.cli import entry_point, fail
 from sentiment.models.files import UntrustedModelError
 from sentiment.params import load_params
 from sentiment.registry.promotion import act, download_production, export_production, rollback
-from sentiment.registry.store import AUTH_ERRORS, UndoError
-from sentiment.tracking import redact_uri, tracking_uri
+from sentiment.registry.store import UndoError, registry_error
 
 COMMANDS = ("promote", "rollback", "export", "download")
 
@@ -44,12 +43,7 @@ def run(command: str, out: Path = paths.PRODUCTION_DIR) -> None:
     try:
         print(run_command(command, params, out))
     except MlflowException as err:
-        hint = (
-            "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-            if err.error_code in AUTH_ERRORS
-            else ""
-        )
-        fail(f"{command}: registry {redact_uri(tracking_uri())}: {err.message}{hint}")
+        fail(registry_error(command, err))
     except (UntrustedModelError, FileNotFoundError, UndoError) as err:
         fail(f"{command}: {err}")
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sentiment.models.files import BENTO_SUBDIR, UntrustedModelError, verify_digests
 from sentiment.models.predictor import read_meta
+from sentiment.tracking import redact_uri, tracking_uri
 
 PRODUCTION, PREVIOUS = "production", "previous-production"
 
@@ -153,3 +154,14 @@ def restore_alias(client: MlflowClient, name: str, alias: str, before: Any) -> C
     if before is None:
         return lambda: client.delete_registered_model_alias(name, alias)
     return lambda: client.set_registered_model_alias(name, alias, before.version)
+
+
+def registry_error(command: str, err: MlflowException) -> str:
+    """The one line a command ends with when the registry refuses or fails it; names the
+    credentials to set when the server asks for them."""
+    hint = (
+        "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        if err.error_code in AUTH_ERRORS
+        else ""
+    )
+    return f"{command}: registry {redact_uri(tracking_uri())}: {err.message}{hint}"
