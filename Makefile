@@ -41,7 +41,7 @@ $(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/dvc pull --allow-missing --quiet
 	@test -f data/raw/reviews.csv || { remote=$$($(BIN)/dvc remote default 2>/dev/null); \
-	  url=$$($(BIN)/dvc remote list 2>/dev/null | awk -v r="$$remote" '$$1 == r {print $$2}'); \
+	  url=$$(COLUMNS=10000 $(BIN)/dvc remote list 2>/dev/null | awk -v r="$$remote" '$$1 == r {print $$2}'); \
 	  echo "make run: no raw data: DVC remote '$$remote' ($$url) could not be read; docs/data.md says how to configure one"; exit 1; }
 	$(BIN)/dvc repro
 	$(BIN)/python -m sentiment.registry promote

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 
 from sentiment.cli import entry_point
 from sentiment.params import load_params
-from tests.conftest import REPO
+from tests.conftest import BIN, REPO, copy_project, project_env
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -39,3 +40,24 @@ def test_a_missing_param_is_named_with_its_file_and_section(tmp_path: Path) -> N
         params["label_scheme"]
     with pytest.raises(ValueError, match=r"params\.yaml: no 'tune:' section"):
         load_params("tune", path)
+
+
+def test_make_run_without_a_readable_remote_says_which_in_one_line(tmp_path: Path) -> None:
+    """A clone without ``../shared``: `make run` names the remote it tried and the page that
+    says how to configure one, instead of DVC's "missing data 'source'" later."""
+    root = copy_project(tmp_path)
+    (tmp_path / "shared").unlink(missing_ok=True)
+    proc = subprocess.run(
+        ["make", "run", f"VENV={BIN.parent}"],
+        cwd=root,
+        env=project_env(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    said = [line for line in proc.stdout.splitlines() if line.startswith("make run:")]
+    assert len(said) == 1, proc.stdout + proc.stderr
+    assert f"DVC remote 'shared' ({tmp_path / 'shared' / 'dvc-store'})" in said[0]
+    assert "docs/data.md" in said[0]
+    assert not (root / "data" / "prepared" / "train.parquet").exists()  # no stage ran

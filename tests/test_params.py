@@ -47,11 +47,12 @@ def test_an_unknown_key_is_named_with_the_nearest_valid_one(tmp_path: Path) -> N
 
 
 def add_placeholders(root: Path) -> None:
-    """Placeholders for the data deps a copy lacks: each stage gets as far as reading its
-    params, which is where a typo must stop it (DVC deletes a stage's outputs before it
-    runs, so they are laid again before each run)."""
+    """Placeholders for the data deps and outputs a copy lacks: each stage gets as far as
+    reading its params, which is where a typo must stop it."""
     for spec in STAGES.values():
-        for dep in spec["deps"]:
+        entries = [*spec["deps"], *spec.get("outs", []), *spec.get("plots", [])]
+        for entry in entries:
+            dep = entry if isinstance(entry, str) else next(iter(entry))
             path = root / dep
             if path.exists():
                 continue
@@ -65,8 +66,17 @@ def add_placeholders(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def typo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The copy with its placeholders committed to DVC's cache and lock, so that
+    ``dvc exp run`` can check the stages before each one out as it starts."""
     root = copy_project(tmp_path_factory.mktemp("typos"))
     add_placeholders(root)
+    env = project_env(root)
+    for command in (
+        ["dvc", "commit", "--force", "--quiet"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "placeholders"],
+    ):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return root
 
 
@@ -95,14 +105,10 @@ def test_a_stage_run_as_a_command_refuses_a_misspelt_key(typo_project: Path, sta
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, stage: str) -> None:
     """``-S key=value`` on a key params.yaml lacks is refused by DVC itself; ``-S +key=value``
-    adds the key, and then the stage refuses it (shown for prepare, whose deps a copy can
-    hold as placeholders: for later stages ``dvc exp run`` first checks out the committed
-    outputs of the stages before, which a copy has no cache for; the command test above
-    covers them)."""
+    adds the key, and then the stage refuses it."""
     typo, meant = TYPOS[stage]
 
     def exp_run(override: str) -> subprocess.CompletedProcess:
-        add_placeholders(typo_project)
         proc = subprocess.run(
             ["dvc", "exp", "run", "--single-item", "-S", override, stage],
             cwd=typo_project,
@@ -116,7 +122,5 @@ def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, s
         return proc
 
     assert f"Could not override '{stage}.{typo}'" in exp_run(f"{stage}.{typo}=1").stderr
-    if stage != "prepare":
-        return
     added = exp_run(f"+{stage}.{typo}=1")
     assert f"{stage}.{typo}: did you mean {meant}?" in added.stdout + added.stderr
