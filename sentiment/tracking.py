@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ import psutil
 import yaml
 from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -195,6 +197,25 @@ def log_numeric_metrics(data: dict[str, Any]) -> None:
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
     )
+
+
+def log_key_metrics(data: dict[str, Any], *, on_stage_run: bool = True) -> None:
+    """A stage's key figures: every number of ``data`` on the stage's run (unless
+    ``on_stage_run`` is false) and on its pipeline run as ``<stage>.<key>``, so the pipeline
+    run shows each stage's result beside the others."""
+    numbers = {
+        key: float(value)
+        for key, value in flatten(data).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    run = mlflow.active_run()
+    if on_stage_run:
+        mlflow.log_metrics(numbers)
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if parent and numbers:
+        stage, now = run.data.tags["stage"], int(time.time() * 1000)
+        metrics = [Metric(f"{stage}.{key}", value, now, 0) for key, value in numbers.items()]
+        MlflowClient().log_batch(parent, metrics=metrics)
 
 
 def pipeline_run_key() -> str:

@@ -49,7 +49,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     """Fit the reference on the raw reviews, test the held-out rows and the ood sets."""
     import mlflow
 
-    from sentiment.tracking import stage_run
+    from sentiment.tracking import log_key_metrics, stage_run
 
     with stage_run("drift"):
         predictor = load_predictor(paths.CHAMPION)
@@ -72,7 +72,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         write_json(paths.DRIFT_REPORT, report)
         verdicts = {name: result["status"] for name, result in report.items()}
         write_json(paths.DRIFT_VERDICTS, {"drift": verdicts})  # the headline
-        mlflow.log_metrics(
+        log_key_metrics(
             {f"{name}.drift_detected": int(r["drift_detected"]) for name, r in results.items()}
         )
         mlflow.log_artifacts(str(paths.DRIFT_PLOTS), "plots")

@@ -26,7 +26,7 @@ from sentiment.evaluation.candidates import (
 )
 from sentiment.fileio import read_split, write_json
 from sentiment.params import load_params
-from sentiment.tracking import log_numeric_metrics, stage_run
+from sentiment.tracking import log_key_metrics, log_numeric_metrics, stage_run
 
 
 def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
@@ -53,6 +53,7 @@ def main() -> None:
         write_json(paths.EVAL_METRICS, metrics)
         write_json(paths.EVAL_HEADLINE, {"headline": headline(metrics)})
         log_numeric_metrics(metrics)
+        log_key_metrics(headline(metrics), on_stage_run=False)
         mlflow.set_tag("champion", metrics["champion"]["name"])
         mlflow.log_artifacts(str(paths.EVAL_PLOTS["png"]), "plots")
         mlflow.log_artifact(str(paths.EVAL_METRICS))

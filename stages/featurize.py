@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import scipy.sparse as sp
 
@@ -16,7 +15,7 @@ from sentiment.features.vectorizer import make_vectorizer
 from sentiment.fileio import atomic_path, deterministic_zip, read_split, write_json
 from sentiment.models.files import save_skops
 from sentiment.params import load_params
-from sentiment.tracking import stage_run
+from sentiment.tracking import log_key_metrics, stage_run
 
 
 def featurize(splits: dict[str, Path], out_dir: Path, params: dict[str, Any]) -> dict[str, int]:
@@ -47,7 +46,7 @@ def main() -> None:
     with stage_run("featurize"):
         summary = featurize(paths.SPLITS, paths.FEATURES, params)
         write_json(paths.FEATURIZE_SUMMARY, summary)
-        mlflow.log_metrics(summary)
+        log_key_metrics(summary)
     print(f"featurize: {summary}")
 
 

@@ -31,7 +31,7 @@ from sentiment.fileio import write_json
 from sentiment.params import load_params
 from sentiment.registry.decision import decision_for, verdict
 from sentiment.registry.store import registry_error
-from sentiment.tracking import stage_run
+from sentiment.tracking import log_key_metrics, stage_run
 
 REGISTRY_COMMANDS = ("promote", "rollback", "export", "download")  # sentiment.registry's
 
@@ -42,7 +42,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         record = decision_for(MlflowClient(), params, paths.CHAMPION, paths.SPLITS["test"])
         write_json(paths.GATE_DECISION, record)
         write_json(paths.GATE_VERDICT, verdict(record))
-        mlflow.log_metrics(
+        log_key_metrics(
             {
                 "promote": int(record["promote"]),
                 "candidate.test.macro_f1": record["candidate"]["macro_f1"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 
 from sentiment import paths
@@ -33,7 +32,7 @@ from sentiment.data.splits import (
 from sentiment.data.text import clean_text
 from sentiment.fileio import write_json, write_parquet
 from sentiment.params import load_params
-from sentiment.tracking import stage_run
+from sentiment.tracking import log_key_metrics, stage_run
 
 
 def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any]) -> dict:
@@ -101,7 +100,7 @@ def main() -> None:
     with stage_run("prepare"):
         stats = prepare(paths.RAW_REVIEWS, paths.RAW, paths.PREPARED, params)
         write_json(paths.PREPARE_STATS, stats)
-        mlflow.log_metrics(
+        log_key_metrics(
             {f"rows.{k}": v for k, v in stats["rows"].items()}
             | {
                 "quarantined": stats["quarantined"]["total"],

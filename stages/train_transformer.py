@@ -37,7 +37,7 @@ from sentiment.models.transformer import (
 )
 from sentiment.params import load_params
 from sentiment.registry.mlflow_model import log_model
-from sentiment.tracking import log_numeric_metrics, stage_run
+from sentiment.tracking import log_key_metrics, stage_run
 
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         }
         write_json(paths.TRAIN_METRICS, summary)
         save_curve(result["history"], paths.TRAIN_CURVE, paths.TRAIN_CURVE_PNG)
-        log_numeric_metrics(summary)
+        log_key_metrics(summary)
         mlflow.log_artifact(str(paths.TRAIN_CURVE_PNG), "plots")
         log_model(paths.TRANSFORMER)
     return summary

@@ -33,7 +33,7 @@ from sentiment.models.search import (
     study_record,
 )
 from sentiment.params import load_params
-from sentiment.tracking import code_hash, dvc_md5, stage_run
+from sentiment.tracking import code_hash, dvc_md5, log_key_metrics, stage_run
 
 INPUTS = Inputs(features=paths.FEATURES, train_split=paths.SPLITS["train"])
 
@@ -74,7 +74,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             }
         )
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
-        mlflow.log_metrics(
+        log_key_metrics(
             {
                 "best_cv_macro_f1": best["cv_macro_f1"],
                 "val_macro_f1": best["val_macro_f1"],

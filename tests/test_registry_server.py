@@ -104,3 +104,23 @@ def test_a_password_in_the_tracking_uri_is_shown_redacted(
         "http://", f"http://{tracking_server.user}:***@"
     )
     assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_the_ui_api_sees_a_training_experiment(
+    shared_registry: MlflowClient, tracking_server: TrackingServer
+) -> None:
+    """What MLflow's UI reads (its ``ajax-api``) on a real server: the experiment says it is
+    a training experiment, so the UI opens on its runs, not on a GenAI project's traces."""
+    import httpx
+
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.DEFAULT_EXPERIMENT)
+    reply = httpx.get(
+        f"{tracking_server.url}/ajax-api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": name},
+        auth=(tracking_server.user, tracking_server.password),
+        timeout=30,
+    )
+    reply.raise_for_status()
+    tags = {t["key"]: t["value"] for t in reply.json()["experiment"]["tags"]}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "DVC md5" in tags["mlflow.note.content"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -48,6 +49,13 @@ def test_repro_runs_are_tagged_and_grouped(pipeline_copy: Path) -> None:
     assert len(parents) == 1, "one dvc repro must group its stages under one parent run"
     parent = next(r for r in all_runs if r.info.run_id in parents)
     assert parent.data.tags["kind"] == "pipeline"
+    # The pipeline run shows each stage's key figures beside the others.
+    stats = json.loads((pipeline_copy / "data" / "prepared" / "stats.json").read_text())
+    assert parent.data.metrics["prepare.rows.train"] == stats["rows"]["train"]
+    assert (
+        parent.data.metrics["featurize.n_features"]
+        == stage_runs["featurize"].data.metrics["n_features"]
+    )
 
     featurize = stage_runs["featurize"]
     tags = featurize.data.tags

@@ -142,7 +142,8 @@ def pr_points(y: list[int], proba: np.ndarray, label: int) -> list[dict[str, flo
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The figures ``dvc exp show`` and ``dvc metrics show`` list (the rest stays in
-    ``eval/metrics.json``): the champion with its test CI, every candidate's val and test."""
+    ``reports/evaluate/metrics.json``): the champion with its test CI, every candidate's val
+    and test."""
     champion = metrics["champion"]
     low, high = metrics[champion["name"]]["test"]["macro_f1_ci"]
     return {

@@ -273,7 +273,7 @@ def refit_best(
 class SortedImportances(PedAnovaImportanceEvaluator):
     """Optuna's default importances, ties ordered by name: Optuna orders them by iterating a
     set of names, which changes with the process's string hashing, and with it the bytes
-    (and the DVC md5) of ``tune/plots``."""
+    (and the DVC md5) of ``reports/tune/plots``."""
 
     def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
         found = super().evaluate(study, params=params, target=target)

@@ -127,7 +127,9 @@ def act(params: dict[str, Any]) -> str:
     }
     with mlflow.start_run(run_name="promote", tags={"kind": "promote", **tags}):
         promoted = promote(client, params, tags, current)
-    note = " (decided again: production moved since gate/decision.json)" if redecided else ""
+    note = (
+        " (decided again: production moved since reports/gate/decision.json)" if redecided else ""
+    )
     return f"promoted as version {promoted['version']}, BentoML {promoted['bento_tag']}{note}"
 
 
