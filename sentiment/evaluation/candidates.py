@@ -264,6 +264,33 @@ def unseen(test: tuple[list[str], list[int]], train_texts: list[str]) -> tuple[l
     return [t for t, _ in rows], [y for _, y in rows]
 
 
+def costs(
+    predictors: dict[str, Predictor], members: dict[str, Path], texts: list[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each candidate's latency (ms per 1k ``texts``) and size (MiB); the ensemble costs its
+    members' sum."""
+    latency = {name: latency_ms_per_1k(p, texts) for name, p in predictors.items()}
+    latency["ensemble"] = round(sum(latency.values()), 1)
+    size = {name: dir_size_mb(path) for name, path in members.items()}
+    size["ensemble"] = round(sum(size.values()), 2)
+    return latency, size
+
+
+def champion_record(
+    metrics: dict[str, Any], crossfit: dict[str, float], size: dict[str, float], min_gain: float
+) -> dict[str, Any]:
+    """The champion by ``CHAMPION_RULE``, the runner-up, and the figures it was chosen on."""
+    champion, runner_up = choose_champion(crossfit, size, min_gain)
+    return {
+        "name": champion,
+        "rule": CHAMPION_RULE,
+        "runner_up": runner_up,
+        "val_crossfit_macro_f1": crossfit[champion],
+        "val": {"macro_f1": metrics[champion]["val"]["macro_f1"]},
+        "test": {"macro_f1": metrics[champion]["test"]["macro_f1"]},
+    }
+
+
 def evaluate_candidates(
     data: dict[str, tuple[list[str], list[int]]], members: dict[str, Path], params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict]:
@@ -289,11 +316,7 @@ def evaluate_candidates(
     )
 
     test_texts = data["test"][0]
-    latency = {name: latency_ms_per_1k(p, test_texts) for name, p in predictors.items()}
-    latency["ensemble"] = round(sum(latency.values()), 1)
-    size = {name: dir_size_mb(path) for name, path in members.items()}
-    size["ensemble"] = round(sum(size.values()), 2)
-
+    latency, size = costs(predictors, members, test_texts)
     candidates = {
         **predictors,
         "ensemble": EnsemblePredictor(
@@ -316,16 +339,8 @@ def evaluate_candidates(
             "behaviour": run_suite(lambda texts, c=candidates[name]: predict(c, texts)),
             "slices": slices(test_texts, data["test"][1], test_pred),
         }
-    champion, runner_up = choose_champion(crossfit, size, params["min_gain"])
     metrics["ensemble"]["weights"] = dict(zip(MEMBERS, weights, strict=True))
-    metrics["champion"] = {
-        "name": champion,
-        "rule": CHAMPION_RULE,
-        "runner_up": runner_up,
-        "val_crossfit_macro_f1": crossfit[champion],
-        "val": {"macro_f1": metrics[champion]["val"]["macro_f1"]},
-        "test": {"macro_f1": metrics[champion]["test"]["macro_f1"]},
-    }
+    metrics["champion"] = champion_record(metrics, crossfit, size, params["min_gain"])
     return metrics, {
         "y": data["test"][1],
         "probas": {n: p["test"] for n, p in probas.items()},

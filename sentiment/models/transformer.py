@@ -174,6 +174,25 @@ def int8_layers(graph: Any) -> list[str]:
     ]
 
 
+def activation_ranges(source: Path, feeds: Any, tmp: Path) -> dict[str, tuple]:
+    """The range each MatMul input takes over ``feeds`` (an ONNX Runtime calibration data
+    reader), widened outwards onto the coarse grid (``widened``)."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    calibrator = create_calibrator(
+        source,
+        ["MatMul"],
+        augmented_model_path=str(tmp / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    calibrator.collect_data(feeds)
+    return {
+        name: (widened(data.range_value[0], -1), widened(data.range_value[1], 1))
+        for name, data in calibrator.compute_data().data.items()
+    }
+
+
 def quantize_onnx(model_dir: Path, calibration_texts: list[str]) -> Path:
     """``model.onnx`` -> ``model.int8.onnx``: ONNX Runtime's static int8 (QDQ).
 
@@ -195,11 +214,7 @@ def quantize_onnx(model_dir: Path, calibration_texts: list[str]) -> Path:
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.calibrate import (
-        TensorsData,
-        create_calibrator,
-        save_tensors_data,
-    )
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     from sentiment.models.onnx_backend import OnnxPredictor
 
@@ -220,17 +235,7 @@ def quantize_onnx(model_dir: Path, calibration_texts: list[str]) -> Path:
     root.setLevel(logging.ERROR)  # its advice to pre-process the graph first, every time
     try:
         with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-            calibrator = create_calibrator(
-                source,
-                ["MatMul"],
-                augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-            calibrator.collect_data(Feeds())
-            ranges = {
-                name: (widened(data.range_value[0], -1), widened(data.range_value[1], 1))
-                for name, data in calibrator.compute_data().data.items()
-            }
+            ranges = activation_ranges(source, Feeds(), Path(tmp))
             cache = Path(tmp) / "ranges.json"
             save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
             quantize_static(

@@ -92,6 +92,33 @@ def mmd_permutation_test(
     return float(observed), float(p_value)
 
 
+def domain_classifier_test(
+    reference: np.ndarray, current: np.ndarray, texts: list[str], rng: np.random.Generator
+) -> dict[str, float]:
+    """A classifier told to tell the window from the reference: its AUC, and the one-sided
+    Mann-Whitney p-value of that AUC.
+
+    Fitted on one half of the pooled rows, scored on the other half: scores of texts the
+    classifier never saw keep the p-value valid (out-of-fold scores from k-fold models share
+    training data and are not). A text in both the reference and the window stays on one
+    side of the split (grouped by ``texts``, the pooled texts in row order), so the
+    classifier cannot score by recognising it.
+    """
+    features = np.vstack([reference, current])
+    domain = np.r_[np.zeros(len(reference)), np.ones(len(current))]
+    groups = pd.factorize(pd.Series(texts))[0]
+    split = GroupShuffleSplit(1, test_size=0.5, random_state=int(rng.integers(2**31)))
+    fit_idx, test_idx = next(split.split(features, domain, groups))
+    classifier = LogisticRegression(max_iter=1000).fit(features[fit_idx], domain[fit_idx])
+    held_out = classifier.predict_proba(features[test_idx])[:, 1]
+    held_domain = domain[test_idx]
+    mw = stats.mannwhitneyu(
+        held_out[held_domain == 1], held_out[held_domain == 0], alternative="greater"
+    )
+    auc = mw.statistic / ((held_domain == 1).sum() * (held_domain == 0).sum())
+    return {"p_value": float(mw.pvalue), "effect": float(auc)}
+
+
 @dataclass
 class Reference:
     texts: list[str]
@@ -240,24 +267,9 @@ class DriftDetector:
             self.ref_embedding, embedding, params["permutations"], rng
         )
         results["mmd"] = {"p_value": p_value, "effect": mmd}
-        # Domain classifier: fitted on one half of the pooled texts, AUC on the other half.
-        # Scores of texts the classifier never saw keep the Mann-Whitney p-value valid
-        # (out-of-fold scores from k-fold models share training data and are not). A text in
-        # both the reference and the window stays on one side of the split (grouped by text),
-        # so the classifier cannot score by recognising it.
-        features = np.vstack([self.ref_embedding, embedding])
-        domain = np.r_[np.zeros(len(self.ref_embedding)), np.ones(len(embedding))]
-        groups = pd.factorize(pd.Series(self.ref.texts + texts))[0]
-        split = GroupShuffleSplit(1, test_size=0.5, random_state=int(rng.integers(2**31)))
-        fit_idx, test_idx = next(split.split(features, domain, groups))
-        classifier = LogisticRegression(max_iter=1000).fit(features[fit_idx], domain[fit_idx])
-        held_out = classifier.predict_proba(features[test_idx])[:, 1]
-        held_domain = domain[test_idx]
-        mw = stats.mannwhitneyu(
-            held_out[held_domain == 1], held_out[held_domain == 0], alternative="greater"
+        results["domain_auc"] = domain_classifier_test(
+            self.ref_embedding, embedding, self.ref.texts + texts, rng
         )
-        auc = mw.statistic / ((held_domain == 1).sum() * (held_domain == 0).sum())
-        results["domain_auc"] = {"p_value": float(mw.pvalue), "effect": float(auc)}
 
         adjusted = holm({name: r["p_value"] for name, r in results.items()})
         for name, result in results.items():
