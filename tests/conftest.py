@@ -260,3 +260,94 @@ def plain_tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def split_files(prepared: Path) -> dict[str, Path]:
     """The train, val and test files of a prepared folder, as featurize takes them."""
     return {split: prepared / f"{split}.parquet" for split in ("train", "val", "test")}
+
+
+LOOPBACK_ONLY = ("-c", "listen_addresses=127.0.0.1")
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian keeps them off PATH)."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+def as_postgres_user() -> dict:
+    """Run a server program as the ``postgres`` user when the tests run as root (PostgreSQL
+    refuses root); as the caller otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL on a free loopback port, in a temporary data directory: its URL
+    (``postgresql://`` with a password; SQLAlchemy maps it to psycopg 3). Stopped, as a
+    process group, when the session ends."""
+    programs = postgres_bin()
+    if programs is None:
+        reason = "PostgreSQL is not installed (.ci/run installs the Debian package)"
+        if os.environ.get("SENTIMENT_REQUIRE_SERVERS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))  # readable by the postgres user
+    home.chmod(0o755)
+    data, password = home / "data", secrets.token_hex(8)
+    (home / "pw").write_text(password)
+    user = as_postgres_user()
+    if user:
+        shutil.chown(home, user["user"], user["group"])
+        (home / "pw").chmod(0o600)
+        shutil.chown(home / "pw", user["user"], user["group"])
+    run = {"check": True, "capture_output": True, "text": True, **user}
+    initdb = ["-D", data, "-U", "sentiment", "--auth=scram-sha-256", f"--pwfile={home / 'pw'}"]
+    subprocess.run([programs / "initdb", *initdb, "-E", "UTF8"], **run)
+    port = free_port()
+    server = subprocess.Popen(
+        [programs / "postgres", "-D", data, "-p", str(port), "-k", home, *LOOPBACK_ONLY],
+        stdout=open(home / "log", "w"),  # noqa: SIM115 (the server's lifetime)
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **user,
+    )
+    url = f"postgresql://sentiment:{password}@127.0.0.1:{port}/postgres"
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg.connect(url).close()
+            break
+        except psycopg.OperationalError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log = (home / "log").read_text()
+                raise RuntimeError(f"PostgreSQL did not start: {log}") from None
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGINT)  # fast shutdown
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def postgres_database(url: str, name: str) -> str:
+    """A fresh database on the test server; its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"

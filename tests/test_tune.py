@@ -131,6 +131,31 @@ def test_a_timeout_that_cuts_the_search_short_is_recorded(
     assert json.loads((tiny_project / "reports" / "tune" / "best.json").read_text())["timed_out"]
 
 
+def finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in trials if t.state in done]
+
+
+def test_claim_gives_each_place_once() -> None:
+    """The decision each trial takes before fitting: run, wait for earlier ones, or stop."""
+    from optuna.trial import TrialState, create_trial
+
+    def trials(*states: TrialState) -> list[optuna.trial.FrozenTrial]:
+        made = []
+        for number, state in enumerate(states):
+            trial = create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None)
+            trial.number = number
+            made.append(trial)
+        return made
+
+    done, running, failed = TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL
+    assert search.claim(trials(done, done, running), 2, 3) == "run"
+    assert search.claim(trials(done, done, running, running), 3, 3) == "wait"
+    assert search.claim(trials(done, done, done, running), 3, 3) == "surplus"
+    assert search.claim(trials(done, failed, done, running), 3, 3) == "run"  # a failed one's place
+    assert search.claim(trials(TrialState.WAITING, done, done, running), 3, 3) == "wait"
+
+
 def test_two_workers_share_one_study(tiny_project: Path) -> None:
     """Workers join the study by name and stop at its trial total, alone or together.
 
@@ -160,8 +185,9 @@ def test_two_workers_share_one_study(tiny_project: Path) -> None:
     trials = finish(start(8))  # the second worker adds only what the total still lacks
     assert len(trials) == 8 and len({t.user_attrs["worker"] for t in trials}) == 2
     trials = finish(start(16), start(16))
-    # MaxTrialsCallback stops both at 16 finished trials; a trial already running may finish.
-    assert 16 <= len(trials) <= 17
+    # Together they stop at exactly 16 finished trials (a trial started past the total is
+    # failed as surplus before it fits anything).
+    assert len(finished(trials)) == 16
     assert len({t.number for t in trials}) == len(trials)
 
 

@@ -33,6 +33,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
@@ -138,9 +139,12 @@ def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMi
         return model.fit(x, y)
 
 
-def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any], inputs: Inputs):
+def make_objective(
+    x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any], inputs: Inputs, total: int
+):
     """k-fold macro-F1 objective reporting the running mean after each fold to the pruner;
-    scored on the labels whatever the classifier learns (``fit_targets``)."""
+    scored on the labels whatever the classifier learns (``fit_targets``). A trial first
+    waits for its place among the study's ``total`` (``wait_for_place``)."""
     target, label_of = fit_targets(params, y, inputs)
     folds = list(
         StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(
@@ -150,6 +154,7 @@ def make_objective(x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any], inpu
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        wait_for_place(trial, total)
         classifier = suggest_classifier(trial, params["families"], params["seed"])
         scores: list[float] = []
         start = time.perf_counter()
@@ -175,6 +180,8 @@ def mlflow_trial_logger(parent_run_id: str):
     }
 
     def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            return  # a surplus trial: nothing was fitted
         complete = trial.state == TrialState.COMPLETE
         run = client.create_run(
             parent.info.experiment_id,
@@ -205,9 +212,77 @@ def mlflow_trial_logger(parent_run_id: str):
     return log
 
 
+HEARTBEAT_SECONDS = 5  # a running trial's worker writes a heartbeat this often ...
+GRACE_SECONDS = 20  # ... and one silent this long is stale: failed, and retried once more
+LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class SurplusTrial(Exception):
+    """A trial started after the study's total was already spoken for by earlier ones."""
+
+
+def claim(trials: list[optuna.trial.FrozenTrial], number: int, target: int) -> str:
+    """Whether trial ``number`` may run: ``run`` when it is among the first ``target`` live
+    trials (finished, running or queued, by number); ``surplus`` when the earlier ones are
+    ``target`` or more and all finished; ``wait`` while some earlier one still runs or waits
+    (it may finish, or go stale and fail, freeing the place). Concurrent workers thus end a
+    study with exactly ``target`` finished trials."""
+    earlier = [t for t in trials if t.state in LIVE and t.number < number]
+    if len(earlier) < target:
+        return "run"
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return "surplus" if sum(t.state in done for t in earlier) >= target else "wait"
+
+
+def wait_for_place(trial: optuna.Trial, target: int, poll: float = 1.0) -> None:
+    """Block until ``claim`` lets ``trial`` run; raise ``SurplusTrial`` when it never will.
+    Stale trials of dead workers are failed (and queued again) meanwhile."""
+    study = trial.study
+    while True:
+        verdict = claim(study.get_trials(deepcopy=False), trial.number, target)
+        if verdict == "run":
+            return
+        if verdict == "surplus":
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise SurplusTrial(f"trial {trial.number}: the study already has {target}")
+        if isinstance(study._storage, optuna.storages.RDBStorage):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental API
+                optuna.storages.fail_stale_trials(study)
+        time.sleep(poll)
+
+
+def rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The study's storage, with heartbeats: a killed worker's trial goes stale after
+    ``GRACE_SECONDS``, is failed, and is queued again (``RetryHeartbeatStaleTrialCallback``).
+
+    Workers started together on an empty database race to create Optuna's tables: the
+    losers' ``CREATE TABLE`` fails, and they connect again once the tables exist."""
+
+    def connect() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=(
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+                ),
+            )
+
+    for attempt in range(attempts - 1):
+        try:
+            return connect()
+        except (IntegrityError, ProgrammingError):
+            time.sleep(1 + attempt)
+    return connect()
+
+
 def search(
     params: dict[str, Any],
-    storage: str,
+    storage: str | optuna.storages.BaseStorage,
     name: str,
     parent_run_id: str | None,
     inputs: Inputs,
@@ -218,7 +293,7 @@ def search(
     x, y = inputs.matrix("train")
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=rdb_storage(storage) if isinstance(storage, str) else storage,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=params["seed"]),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
@@ -232,11 +307,12 @@ def search(
         if parent_run_id:
             callbacks.insert(0, mlflow_trial_logger(parent_run_id))
         study.optimize(
-            make_objective(x, y, params, inputs),
+            make_objective(x, y, params, inputs, target),
             n_trials=remaining,
             timeout=params["timeout"],
             n_jobs=params["n_jobs"],
             callbacks=callbacks,
+            catch=(SurplusTrial,),
         )
     return study
 
