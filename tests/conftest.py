@@ -193,16 +193,24 @@ def cheapen_password_check(db: Path, user: str, password: str) -> None:
 
 
 @contextmanager
-def running_tracking_server(root: Path, auth: bool) -> Iterator[TrackingServer]:
-    """``mlflow server`` (SQLite, served artifacts) on a free loopback port, optionally with
-    MLflow's basic-auth app (it checks the password on every request, so only the credential
-    tests use it; ``cheapen_password_check`` keeps that check fast).
+def running_tracking_server(
+    root: Path,
+    auth: bool,
+    backend: str | None = None,
+    artifacts: str | None = None,
+    server_env: dict[str, str] | None = None,
+) -> Iterator[TrackingServer]:
+    """``mlflow server`` on a free loopback port, serving the artifacts it stores: SQLite and
+    a local folder unless ``backend`` (e.g. a PostgreSQL URL) and ``artifacts`` (e.g. an S3
+    URI, with ``server_env`` holding its endpoint and credentials) say otherwise. Optionally
+    with MLflow's basic-auth app (it checks the password on every request, so only the
+    credential tests use it; ``cheapen_password_check`` keeps that check fast).
 
     Stopped as a process group: MLflow's server runs uvicorn (and, unless switched off as
     here, job consumers) in child processes.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(server_env or {})}
     user = password = None
     app: list[str] = []
     if auth:
@@ -224,8 +232,9 @@ def running_tracking_server(root: Path, auth: bool) -> Iterator[TrackingServer]:
     port = free_port()
     log = root / "server.log"
     address = ["--host", "127.0.0.1", "--port", str(port)]
-    stores = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
-    stores += ["--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    stores = ["--backend-store-uri", backend or f"sqlite:///{root / 'mlflow.db'}"]
+    stores += ["--artifacts-destination", artifacts or str(root / "artifacts")]
+    stores += ["--workers", "1"]
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", *app, *address, *stores],
         env=env,
@@ -351,3 +360,62 @@ def postgres_database(url: str, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible server (moto's server mode) on loopback, and one bucket in it."""
+
+    endpoint: str
+    bucket: str
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` with credentials: moto accepts any, DVC and boto3 need some."""
+        return {**base, **S3_CREDENTIALS}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``moto_server`` on a free loopback port with a bucket, stopped as a process group."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "log"
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log, "w"),  # noqa: SIM115 (the server's lifetime)
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(endpoint, timeout=2)
+            break
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
+            time.sleep(0.2)
+    import boto3
+
+    s3 = S3Server(endpoint, "sentiment")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+    client.create_bucket(Bucket=s3.bucket)
+    try:
+        yield s3
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

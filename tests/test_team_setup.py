@@ -1,14 +1,17 @@
 """The team setup against real servers on loopback: one Optuna study on PostgreSQL shared by
-the tune stage and extra workers, through the URL forms docs/configuration.md names."""
+the tune stage and extra workers, through the URL forms docs/configuration.md names; a DVC
+remote on an S3 bucket (moto's server) that a second clone pulls everything from."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -16,13 +19,31 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sentiment import tracking
+from sentiment import paths, tracking
 from sentiment.models import search
+from sentiment.models.files import UntrustedModelError
+from sentiment.registry import promotion
 from stages import tune
-from tests.conftest import REPO, postgres_database
+from tests.conftest import (
+    BIN,
+    REPO,
+    S3_CREDENTIALS,
+    S3Server,
+    TrackingServer,
+    copy_project,
+    postgres_database,
+    project_env,
+    running_tracking_server,
+)
+from tests.test_gate import PARAMS, decide_and_act, make_model, project_copy, served_version
 from tests.test_tune import TUNE, tiny_project  # noqa: F401 (a fixture)
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+BOTO_CREDENTIALS = {
+    "aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+    "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    "region_name": S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+}
 
 
 def set_trials(project: Path, n_trials: int) -> None:
@@ -127,3 +148,103 @@ def wait_for_running_trial(storage: str, tag: str, worker: subprocess.Popen) -> 
                 return trial.number
         time.sleep(0.01)
     raise AssertionError(f"worker {tag} ran no trial in 120 s")
+
+
+def dvc(root: Path, env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, f"dvc {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def use_bucket(root: Path, env: dict[str, str], s3: S3Server) -> None:
+    """The bucket as the clone's default remote, as docs/data.md shows (``--local``: the
+    endpoint and credentials stay out of git)."""
+    dvc(root, env, "remote", "add", "--local", "--default", "bucket", f"s3://{s3.bucket}/dvc")
+    dvc(root, env, "remote", "modify", "--local", "bucket", "endpointurl", s3.endpoint)
+
+
+@pytest.mark.slow
+def test_outputs_pushed_to_a_bucket_pull_into_another_clone_that_reruns_nothing(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """One clone pushes the raw data and every pipeline output (from this workspace's DVC
+    cache, which ``make run`` filled) to an S3 bucket; a second clone pulls them with the
+    same md5s, and its ``dvc repro`` runs nothing."""
+    if not (REPO / paths.CHAMPION / "meta.json").is_file():
+        reason = "no pipeline outputs in the workspace (`make run` computes them)"
+        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    first = copy_project(tmp_path / "first")
+    env = s3_server.env(project_env(first))
+    use_bucket(first, env, s3_server)
+    dvc(first, env, "cache", "dir", "--local", str(REPO / ".dvc" / "cache"))
+    dvc(first, env, "push")
+
+    second = copy_project(tmp_path / "second")
+    env = s3_server.env(project_env(second))
+    use_bucket(second, env, s3_server)
+    dvc(second, env, "pull")
+    lock = yaml.safe_load((second / "dvc.lock").read_text())
+    for stage, spec in lock["stages"].items():
+        for out in spec.get("outs", []):
+            assert tracking.dvc_md5(second / out["path"]) == out["md5"], (stage, out["path"])
+    status = dvc(second, env, "status", "--json")
+    assert json.loads(status) == {}
+    assert "Running stage" not in dvc(second, env, "repro")
+
+
+@pytest.fixture(scope="module")
+def team_tracking_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres: str, s3_server: S3Server
+) -> Iterator[TrackingServer]:
+    """``mlflow server`` as a team runs it: runs and registry on PostgreSQL, artifacts in the
+    bucket (the server holds the bucket's credentials; clients only speak HTTP to it)."""
+    bucket_env = s3_server.env({"MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint})
+    with running_tracking_server(
+        tmp_path_factory.mktemp("mlflow-team-server"),
+        auth=False,
+        backend=postgres_database(postgres, "mlflow"),
+        artifacts=f"s3://{s3_server.bucket}/mlflow",
+        server_env=bucket_env,
+    ) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_the_registry_on_postgresql_and_a_bucket_promotes_rolls_back_and_hands_out(
+    team_tracking_server: TrackingServer,
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project_copy(tmp_path, monkeypatch)
+    team_tracking_server.use(monkeypatch)
+    tracking.configure()
+    make_model(paths.CHAMPION, 4)
+    assert decide_and_act(PARAMS)[1].startswith("promoted as version 1")
+    make_model(paths.CHAMPION, 6)
+    assert decide_and_act(PARAMS)[1].startswith("promoted as version 2")
+    assert served_version() == "2"
+    assert promotion.rollback(PARAMS)["production"] == "1"
+    promotion.export_production(PARAMS)
+    assert served_version() == "1"
+
+    # The model files are in the bucket, and come back checked against their sha256 record.
+    import boto3
+
+    bucket = boto3.resource("s3", endpoint_url=s3_server.endpoint, **BOTO_CREDENTIALS).Bucket(
+        s3_server.bucket
+    )
+    stored = [o.key for o in bucket.objects.filter(Prefix="mlflow/")]
+    models = [k for k in stored if "/models/" in k and k.endswith("/champion/model.skops")]
+    assert len(models) == 2, stored  # the two registered versions' model files
+    promotion.download_production(PARAMS, tmp_path / "production")
+    assert (tmp_path / "production" / "model.skops").is_file()
+    for key in models:  # swap the stored files: the download must refuse them
+        bucket.put_object(Key=key, Body=b"not the registered model")
+    with pytest.raises(UntrustedModelError):
+        promotion.download_production(PARAMS, tmp_path / "tampered")
+    assert not (tmp_path / "tampered").exists()
