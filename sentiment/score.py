@@ -11,12 +11,18 @@ defines it), ``model_version`` and ``error``. A row that cannot be scored (no te
 nothing left once cleaned) gets a null label and the reason in ``error``, and the summary
 names how many and which; ``--bad-rows fail`` refuses the file instead. The output appears
 only when complete (written to a temporary file, then renamed).
+
+``--input`` may also be a folder or a glob of such files (rows numbered across them in path
+order). ``--engine ray`` (the default when ``RAY_ADDRESS`` names a cluster) scores the chunks
+on a pool of Ray actors and writes ``--output`` as a folder of Parquet parts with the same
+columns (``sentiment.ray_engine``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -118,36 +124,94 @@ def resolve_model(model: str) -> tuple[Path, str]:
     return bento_model_dir(stored), stored.info.labels.get("registry_version") or str(stored.tag)
 
 
+class Tally:
+    """What the scored chunks add up to, in input order: rows, rows not scored (the first
+    few named), and ``--bad-rows fail``'s refusal at the first one."""
+
+    def __init__(self, source: Path, fail_on_bad: bool, total: int | None) -> None:
+        from tqdm.auto import tqdm
+
+        self.source, self.fail_on_bad = source, fail_on_bad
+        self.rows, self.bad, self.chunks, self.shown = 0, 0, 0, []
+        self.started = time.perf_counter()
+        self.progress = tqdm(total=total, unit="row", desc="score", disable=None)
+
+    def add(self, table: pa.Table) -> None:
+        errors = table.column("error").to_pylist()
+        failed = [(self.rows + i, e) for i, e in enumerate(errors) if e is not None]
+        self.bad += len(failed)
+        self.shown += failed[: SHOWN_BAD_ROWS - len(self.shown)]
+        if self.fail_on_bad and self.bad:
+            raise ValueError(bad_rows_message(self.source, self.bad, self.shown))
+        self.rows += len(errors)
+        self.chunks += 1
+        self.progress.update(len(errors))
+        if self.progress.disable:
+            rate = self.rows / (time.perf_counter() - self.started)
+            line = f"score: chunk {self.chunks}: {self.rows} rows, {rate:.0f} rows/s"
+            print(line, file=sys.stderr)
+
+    def counts(self) -> dict[str, Any]:
+        self.progress.close()
+        seconds = time.perf_counter() - self.started
+        return {
+            "rows": self.rows,
+            "not_scored": self.bad,
+            "first_not_scored": self.shown,
+            "seconds": seconds,
+        }
+
+
+def input_files(source: str | Path) -> list[Path]:
+    """One file, every CSV/Parquet/JSONL file of a folder, or a glob's matches, sorted."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS)
+    else:
+        found = sorted(Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or "."))))
+    if not found:
+        raise FileNotFoundError(f"{source}: no such file (or no {'/'.join(READERS)} files)")
+    return found
+
+
 def score_file(
-    model: str, source: Path, target: Path, column: str, rows: int, fail_on_bad: bool
+    model: str,
+    source: Path,
+    target: Path,
+    column: str,
+    rows: int,
+    fail_on_bad: bool,
+    engine: str = "local",
 ) -> dict[str, Any]:
-    """Score ``source`` into ``target`` (Parquet, atomic); return the counts."""
-    if target.suffix.lower() != ".parquet":
+    """Score ``source`` (a file, folder or glob) into ``target``: one Parquet file, or with
+    the Ray engine a folder of Parquet parts; atomic either way. Return the counts."""
+    if engine == "local" and target.suffix.lower() != ".parquet":
         raise ValueError(f"{target}: the output is Parquet; name it *.parquet")
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such file")
+    if engine == "ray" and target.suffix:
+        raise ValueError(f"{target}: the Ray engine writes a folder of Parquet parts; name one")
     if rows < 1:
         raise ValueError(f"--chunk-rows must be at least 1, got {rows}")
+    files = input_files(source)
     model_dir, version = resolve_model(model)
+    total = sum(pq.ParquetFile(f).metadata.num_rows if f.suffix == ".parquet" else 0 for f in files)
+    tally = Tally(source, fail_on_bad, total or None)
+    chunks = (chunk for f in files for chunk in read_chunks(f, column, rows))
+    if engine == "ray":
+        from sentiment.ray_engine import score_on_ray
+
+        score_on_ray(model_dir, version, chunks, target, tally.add)
+        return tally.counts()
     predictor = load_predictor(model_dir)
     names = label_names(predictor.meta, str(model_dir))
-    from tqdm.auto import tqdm
-
-    parquet = source.suffix.lower() == ".parquet"
-    total = pq.ParquetFile(source).metadata.num_rows if parquet else None
-    progress = tqdm(total=total, unit="row", desc="score", disable=None)
-    done, bad, shown, started = 0, 0, [], time.perf_counter()
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for n, values in enumerate(read_chunks(source, column, rows), start=1):
+        for values in chunks:
             labels, scores, errors = score_chunk(predictor, names, values)
-            failed = [(done + i, e) for i, e in enumerate(errors) if e is not None]
-            bad += len(failed)
-            shown += failed[: SHOWN_BAD_ROWS - len(shown)]
-            if fail_on_bad and bad:
-                raise ValueError(bad_rows_message(source, bad, shown))
+            first = tally.rows
             table = pa.table(
                 {
-                    "row": np.arange(done, done + len(values)),
+                    "row": np.arange(first, first + len(values)),
                     "label": labels,
                     "score": scores,
                     "model_version": [version] * len(values),
@@ -155,15 +219,9 @@ def score_file(
                 },
                 schema=SCHEMA,
             )
+            tally.add(table)
             writer.write_table(table)
-            done += len(values)
-            progress.update(len(values))
-            if progress.disable:
-                rate = done / (time.perf_counter() - started)
-                print(f"score: chunk {n}: {done} rows, {rate:.0f} rows/s", file=sys.stderr)
-    progress.close()
-    seconds = time.perf_counter() - started
-    return {"rows": done, "not_scored": bad, "first_not_scored": shown, "seconds": seconds}
+    return tally.counts()
 
 
 def bad_rows_message(source: Path, count: int, shown: list[tuple[int, str]]) -> str:
@@ -181,6 +239,12 @@ def main() -> None:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--bad-rows", choices=("mark", "fail"), default="mark")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="ray" if os.environ.get("RAY_ADDRESS") else "local",
+        help="one process (default), or Ray actors (default when RAY_ADDRESS is set)",
+    )
     args = parser.parse_args()
     counts = score_file(
         args.model,
@@ -189,6 +253,7 @@ def main() -> None:
         args.text_column,
         args.chunk_rows,
         args.bad_rows == "fail",
+        args.engine,
     )
     print(
         f"score: {args.output}: {counts['rows']} rows in {counts['seconds']:.1f} s "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,58 @@ def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None
     assert "3 rows cannot be scored: rows 1 (no text), 3 (" in done.stderr
     assert "score: chunk 1: 7 rows" in done.stderr  # not a terminal: one line per chunk
     assert set(pd.read_parquet(tmp_path / "out.parquet")["model_version"]) == {"7"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with 2 CPUs and no dashboard, for this module's tests."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_scoring_equals_the_single_process_output_row_for_row(
+    model, tmp_path, local_ray
+) -> None:
+    source = write_input(tmp_path / "reviews.csv", TEXTS * 40)
+    single = score_file(str(model), source, tmp_path / "one.parquet", "Review text", 25, False)
+    on_ray = score_file(str(model), source, tmp_path / "parts", "Review text", 25, False, "ray")
+    parts = sorted((tmp_path / "parts").glob("part-*.parquet"))
+    assert len(parts) == 12  # one per chunk, in input order
+    expected = pd.read_parquet(tmp_path / "one.parquet")
+    got = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected)
+    assert {k: on_ray[k] for k in ("rows", "not_scored", "first_not_scored")} == {
+        k: single[k] for k in ("rows", "not_scored", "first_not_scored")
+    }
+
+
+@pytest.mark.slow
+def test_ray_scoring_of_a_folder_and_its_failures_in_one_line(model, tmp_path, local_ray) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_input(folder / "a.parquet", TEXTS)
+    write_input(folder / "b.csv", TEXTS)
+    counts = score_file(str(model), folder, tmp_path / "parts", "Review text", 5, False, "ray")
+    rows = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "parts").glob("*.parquet"))])[
+        "row"
+    ]
+    assert counts["rows"] == 14 and rows.tolist() == list(range(14))  # across files, in order
+    with pytest.raises(ValueError, match=r"rows cannot be scored: rows 1 \(no text\)"):
+        score_file(str(model), folder, tmp_path / "refused", "Review text", 5, True, "ray")
+    assert not (tmp_path / "refused").exists()
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model, damaged)
+    (damaged / "model.skops").write_bytes(b"not a skops file")
+    for bad_model in (damaged, tmp_path / "no-model"):
+        out = tmp_path / f"out-{bad_model.name}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "sentiment.score", "--engine", "ray", "--model", str(bad_model),
+             "--input", str(folder), "--output", str(out), "--text-column", "Review text"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not out.exists()
