@@ -61,6 +61,7 @@ class ChunkScorer:
 
 
 def model_files(model_dir: Path) -> dict[str, bytes]:
+    """Every file of a model directory by its relative path: what the actors rebuild."""
     return {
         path.relative_to(model_dir).as_posix(): path.read_bytes()
         for path in sorted(model_dir.rglob("*"))
@@ -100,7 +101,17 @@ def score_on_ray(
     shared = ray.put(files)
     scorer = ray.remote(num_cpus=1)(ChunkScorer)
     handles = [scorer.remote(shared, digests, version) for _ in range(count)]
-    pool = ActorPool(handles)
+    try:
+        return score_in_order(ActorPool(handles), chunks, target, on_chunk)
+    finally:  # also on failure: the actors' CPUs go back to the cluster
+        ray.get([actor.close.remote() for actor in handles])
+        for actor in handles:
+            ray.kill(actor)
+
+
+def score_in_order(pool: Any, chunks: Any, target: Path, on_chunk: Any) -> int:
+    """Feed ``chunks`` to the actor pool, one in flight per actor, and write the scored
+    tables as numbered parts in input order; the folder appears only when complete."""
     done, part = 0, 0
     with atomic_path(target) as tmp:
         tmp.mkdir()
@@ -119,7 +130,4 @@ def score_on_ray(
             done += len(values)
         while pool.has_next():
             write(pool.get_next())
-    ray.get([actor.close.remote() for actor in handles])
-    for actor in handles:
-        ray.kill(actor)
     return done

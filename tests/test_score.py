@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -183,6 +184,10 @@ def test_ray_scoring_of_a_folder_and_its_failures_in_one_line(model, tmp_path, l
     with pytest.raises(ValueError, match=r"rows cannot be scored: rows 1 \(no text\)"):
         score_file(str(model), folder, tmp_path / "refused", "Review text", 5, True, "ray")
     assert not (tmp_path / "refused").exists()
+    deadline = time.monotonic() + 30  # a failed run gives its actors' CPUs back
+    while local_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert local_ray.available_resources().get("CPU", 0) == 2
     damaged = tmp_path / "damaged"
     shutil.copytree(model, damaged)
     (damaged / "model.skops").write_bytes(b"not a skops file")
