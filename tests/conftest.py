@@ -393,15 +393,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         start_new_session=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(endpoint, timeout=2)
-            break
-        except httpx.TransportError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
-            time.sleep(0.2)
+    wait_ready(server, endpoint, log, seconds=60)
     import boto3
 
     s3 = S3Server(endpoint, "sentiment")

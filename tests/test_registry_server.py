@@ -36,19 +36,23 @@ def shared_registry(
     return MlflowClient()
 
 
-def test_promote_rollback_export_over_http_with_credentials(
-    shared_registry: MlflowClient, tracking_server: TrackingServer, capsys: pytest.CaptureFixture
-) -> None:
-    server_log = tracking_server.log
+def promote_twice_then_roll_back() -> None:
+    """Versions 1 and 2 promoted in turn, then production rolled back to 1 and exported."""
     make_model(paths.CHAMPION, 4)
     assert decide_and_act(PARAMS)[1].startswith("promoted as version 1")
     make_model(paths.CHAMPION, 6)
     assert decide_and_act(PARAMS)[1].startswith("promoted as version 2")
     assert served_version() == "2"
-
     assert promotion.rollback(PARAMS)["production"] == "1"
     promotion.export_production(PARAMS)
     assert served_version() == "1"
+
+
+def test_promote_rollback_export_over_http_with_credentials(
+    shared_registry: MlflowClient, tracking_server: TrackingServer, capsys: pytest.CaptureFixture
+) -> None:
+    server_log = tracking_server.log
+    promote_twice_then_roll_back()
 
     # The credentials are nowhere the pipeline writes: runs, versions, decision, output.
     runs = shared_registry.search_runs(

@@ -35,7 +35,8 @@ from tests.conftest import (
     project_env,
     running_tracking_server,
 )
-from tests.test_gate import PARAMS, decide_and_act, make_model, project_copy, served_version
+from tests.test_gate import PARAMS, project_copy
+from tests.test_registry_server import promote_twice_then_roll_back
 from tests.test_tune import TUNE, tiny_project  # noqa: F401 (a fixture)
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -226,14 +227,7 @@ def test_the_registry_on_postgresql_and_a_bucket_promotes_rolls_back_and_hands_o
     project_copy(tmp_path, monkeypatch)
     team_tracking_server.use(monkeypatch)
     tracking.configure()
-    make_model(paths.CHAMPION, 4)
-    assert decide_and_act(PARAMS)[1].startswith("promoted as version 1")
-    make_model(paths.CHAMPION, 6)
-    assert decide_and_act(PARAMS)[1].startswith("promoted as version 2")
-    assert served_version() == "2"
-    assert promotion.rollback(PARAMS)["production"] == "1"
-    promotion.export_production(PARAMS)
-    assert served_version() == "1"
+    promote_twice_then_roll_back()
 
     # The model files are in the bucket, and come back checked against their sha256 record.
     import boto3
