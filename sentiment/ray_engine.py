@@ -6,8 +6,9 @@ actors, at most one chunk in flight per actor. Each actor gets the model directo
 through Ray's object store, checks them against the sha256 record the driver computed, and
 loads them once with the same allowlist as everywhere (``load_predictor``). The output is
 partitioned Parquet: a folder of ``part-NNNNNN.parquet`` files with the single-process
-columns, which appears only when complete. ``RAY_ADDRESS`` names a running cluster; without
-it a local Ray is started with this machine's CPUs.
+columns and a ``_SUCCESS`` marker, complete only on success (``sentiment.storage``: locally a
+renamed folder, on the bucket an empty prefix and the marker last). ``RAY_ADDRESS`` names a
+running cluster; without it a local Ray is started with this machine's CPUs.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentiment.fileio import atomic_path
 from sentiment.models.files import file_digests, verify_digests
 from sentiment.models.predictor import load_predictor
 from sentiment.serving.rules import label_names
+from sentiment.storage import Location, parts_folder
 
 
 class ChunkScorer:
@@ -86,7 +87,7 @@ def score_on_ray(
     model_dir: Path,
     version: str,
     chunks: Any,
-    target: Path,
+    target: Location,
     on_chunk: Any,
     actors: int | None = None,
 ) -> int:
@@ -109,17 +110,17 @@ def score_on_ray(
             ray.kill(actor)
 
 
-def score_in_order(pool: Any, chunks: Any, target: Path, on_chunk: Any) -> int:
+def score_in_order(pool: Any, chunks: Any, target: Location, on_chunk: Any) -> int:
     """Feed ``chunks`` to the actor pool, one in flight per actor, and write the scored
-    tables as numbered parts in input order; the folder appears only when complete."""
+    tables as numbered parts in input order; the folder is complete only on success."""
     done, part = 0, 0
-    with atomic_path(target) as tmp:
-        tmp.mkdir()
+    with parts_folder(target) as folder:
 
         def write(table: pa.Table) -> None:
             nonlocal part
             on_chunk(table)
-            pq.write_table(table, tmp / f"part-{part:06d}.parquet")
+            name = folder.child(f"part-{part:06d}.parquet").path
+            pq.write_table(table, name, filesystem=folder.filesystem)
             part += 1
 
         for values in chunks:

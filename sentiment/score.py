@@ -13,7 +13,7 @@ names how many and which; ``--bad-rows fail`` refuses the file instead. The outp
 only when complete (written to a temporary file, then renamed).
 
 ``--input`` may also be a folder or a glob of such files (rows numbered across them in path
-order). ``--engine ray`` (the default when ``RAY_ADDRESS`` names a cluster) scores the chunks
+order), and inputs and outputs may be ``s3://`` URIs (``sentiment.storage``). ``--engine ray`` (the default when ``RAY_ADDRESS`` names a cluster) scores the chunks
 on a pool of Ray actors and writes ``--output`` as a folder of Parquet parts with the same
 columns (``sentiment.ray_engine``).
 """
@@ -34,10 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentiment.cli import entry_point
-from sentiment.fileio import atomic_path
 from sentiment.models.files import bento_model_dir, file_digests
 from sentiment.models.predictor import Predictor, decide, load_predictor, read_meta
 from sentiment.serving.rules import label_names, nothing_to_score
+from sentiment.storage import Location, locate, matching_files, staged_file
 
 READERS = (".csv", ".parquet", ".jsonl")
 SCHEMA = pa.schema(
@@ -52,36 +52,38 @@ SCHEMA = pa.schema(
 SHOWN_BAD_ROWS = 10
 
 
-def read_chunks(path: Path, column: str, rows: int) -> Iterator[list[Any]]:
-    """The text column of ``path``, ``rows`` values at a time (None where missing)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        source = pq.ParquetFile(path)
-        if column not in source.schema_arrow.names:
-            raise ValueError(no_column(path, column, source.schema_arrow.names))
-        for batch in source.iter_batches(batch_size=rows, columns=[column]):
+def read_chunks(source: Location, column: str, rows: int) -> Iterator[list[Any]]:
+    """The text column of ``source``, ``rows`` values at a time (None where missing)."""
+    if source.suffix == ".parquet":
+        parquet = pq.ParquetFile(source.open())
+        if column not in parquet.schema_arrow.names:
+            raise ValueError(no_column(source, column, parquet.schema_arrow.names))
+        for batch in parquet.iter_batches(batch_size=rows, columns=[column]):
             yield batch.column(0).to_pylist()
         return
     import pandas as pd
 
-    if suffix == ".csv":
-        header = pd.read_csv(path, nrows=0).columns.tolist()
+    if source.suffix == ".csv":
+        with source.open() as head:
+            header = pd.read_csv(head, nrows=0).columns.tolist()
         if column not in header:
-            raise ValueError(no_column(path, column, header))
-        reader = pd.read_csv(path, usecols=[column], dtype=str, chunksize=rows)
-    elif suffix == ".jsonl":
-        reader = pd.read_json(path, lines=True, dtype=False, chunksize=rows)
+            raise ValueError(no_column(source, column, header))
+        options: dict[str, Any] = {"usecols": [column], "dtype": str}
+        read = pd.read_csv
+    elif source.suffix == ".jsonl":
+        options, read = {"lines": True, "dtype": False}, pd.read_json
     else:
-        raise ValueError(f"{path}: unknown input type {suffix!r}; use one of {READERS}")
-    with reader:
+        kind = source.suffix
+        raise ValueError(f"{source.shown}: unknown input type {kind!r}; use one of {READERS}")
+    with source.open() as body, read(body, chunksize=rows, **options) as reader:
         for chunk in reader:
             if column not in chunk.columns:
-                raise ValueError(no_column(path, column, chunk.columns.tolist()))
+                raise ValueError(no_column(source, column, chunk.columns.tolist()))
             yield [None if v is None or v != v else v for v in chunk[column].tolist()]
 
 
-def no_column(path: Path, column: str, columns: list[str]) -> str:
-    return f"{path}: no column {column!r} (it has {columns}); pick one with --text-column"
+def no_column(source: Location, column: str, columns: list[str]) -> str:
+    return f"{source.shown}: no column {column!r} (it has {columns}); pick one with --text-column"
 
 
 def why_not_scored(value: Any) -> str | None:
@@ -128,7 +130,7 @@ class Tally:
     """What the scored chunks add up to, in input order: rows, rows not scored (the first
     few named), and ``--bad-rows fail``'s refusal at the first one."""
 
-    def __init__(self, source: Path, fail_on_bad: bool, total: int | None) -> None:
+    def __init__(self, source: str, fail_on_bad: bool, total: int | None) -> None:
         from tqdm.auto import tqdm
 
         self.source, self.fail_on_bad = source, fail_on_bad
@@ -162,15 +164,10 @@ class Tally:
         }
 
 
-def input_files(source: str | Path) -> list[Path]:
-    """One file, every CSV/Parquet/JSONL file of a folder, or a glob's matches, sorted."""
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS)
-    else:
-        found = sorted(Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or "."))))
+def input_files(source: str | Path) -> list[Location]:
+    """One file, every CSV/Parquet/JSONL file of a folder, or a glob's matches (in the last
+    path part), sorted; local or on the bucket."""
+    found = matching_files(locate(source), READERS)
     if not found:
         raise FileNotFoundError(f"{source}: no such file (or no {'/'.join(READERS)} files)")
     return found
@@ -178,34 +175,35 @@ def input_files(source: str | Path) -> list[Path]:
 
 def score_file(
     model: str,
-    source: Path,
-    target: Path,
+    source: str | Path,
+    target: str | Path,
     column: str,
     rows: int,
     fail_on_bad: bool,
     engine: str = "local",
 ) -> dict[str, Any]:
-    """Score ``source`` (a file, folder or glob) into ``target``: one Parquet file, or with
-    the Ray engine a folder of Parquet parts; atomic either way. Return the counts."""
-    if engine == "local" and target.suffix.lower() != ".parquet":
+    """Score ``source`` (a file, folder or glob, local or on the bucket) into ``target``:
+    one Parquet file, or with the Ray engine a folder of Parquet parts and a ``_SUCCESS``
+    marker; complete or absent either way. Return the counts."""
+    output = locate(target)
+    if engine == "local" and output.suffix != ".parquet":
         raise ValueError(f"{target}: the output is Parquet; name it *.parquet")
-    if engine == "ray" and target.suffix:
+    if engine == "ray" and output.suffix:
         raise ValueError(f"{target}: the Ray engine writes a folder of Parquet parts; name one")
     if rows < 1:
         raise ValueError(f"--chunk-rows must be at least 1, got {rows}")
     files = input_files(source)
     model_dir, version = resolve_model(model)
-    total = sum(pq.ParquetFile(f).metadata.num_rows if f.suffix == ".parquet" else 0 for f in files)
-    tally = Tally(source, fail_on_bad, total or None)
+    tally = Tally(str(source), fail_on_bad, parquet_rows(files) or None)
     chunks = (chunk for f in files for chunk in read_chunks(f, column, rows))
     if engine == "ray":
         from sentiment.ray_engine import score_on_ray
 
-        score_on_ray(model_dir, version, chunks, target, tally.add)
+        score_on_ray(model_dir, version, chunks, output, tally.add)
         return tally.counts()
     predictor = load_predictor(model_dir)
     names = label_names(predictor.meta, str(model_dir))
-    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+    with staged_file(output) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         for values in chunks:
             labels, scores, errors = score_chunk(predictor, names, values)
             first = tally.rows
@@ -224,7 +222,17 @@ def score_file(
     return tally.counts()
 
 
-def bad_rows_message(source: Path, count: int, shown: list[tuple[int, str]]) -> str:
+def parquet_rows(files: list[Location]) -> int:
+    """The rows the Parquet inputs hold, from their footers (for the progress bar)."""
+    total = 0
+    for source in files:
+        if source.suffix == ".parquet":
+            with source.open() as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def bad_rows_message(source: str, count: int, shown: list[tuple[int, str]]) -> str:
     """``N rows cannot be scored: rows 3 (no text), 17 (...), ...``: how many, the first few."""
     rows = ", ".join(f"{row} ({why})" for row, why in shown)
     more = f" and {count - len(shown)} more" if count > len(shown) else ""
@@ -234,8 +242,12 @@ def bad_rows_message(source: Path, count: int, shown: list[tuple[int, str]]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sentiment.score", description=__doc__)
     parser.add_argument("--model", required=True, help="model directory or BentoML tag")
-    parser.add_argument("--input", required=True, type=Path, help="CSV, Parquet or JSONL")
-    parser.add_argument("--output", required=True, type=Path, help="Parquet file to write")
+    parser.add_argument(
+        "--input", required=True, help="CSV, Parquet or JSONL file, folder or glob (or s3://)"
+    )
+    parser.add_argument(
+        "--output", required=True, help="Parquet file, a folder with --engine ray (or s3://)"
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--bad-rows", choices=("mark", "fail"), default="mark")

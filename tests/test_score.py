@@ -201,3 +201,55 @@ def test_ray_scoring_of_a_folder_and_its_failures_in_one_line(model, tmp_path, l
         )  # fmt: skip
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not out.exists()
+
+
+def test_a_glob_scores_its_matches_in_path_order(model, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_input(folder / "b.csv", TEXTS[:2])
+    write_input(folder / "a.csv", TEXTS[2:])
+    write_input(folder / "c.parquet", TEXTS)  # not matched by the glob
+    out = tmp_path / "out.parquet"
+    counts = score_file(str(model), f"{folder}/*.csv", out, "Review text", 3, False)
+    assert counts["rows"] == len(TEXTS)
+    in_path_order = TEXTS[2:] + TEXTS[:2]  # a.csv, then b.csv
+    expected = score_file(str(model), write_input(tmp_path / "all.csv", in_path_order),
+                          tmp_path / "all.parquet", "Review text", 3, False)  # fmt: skip
+    assert counts == {**expected, "seconds": counts["seconds"]}
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "all.parquet"))
+    with pytest.raises(FileNotFoundError, match=r"\*\.json: no such file"):
+        score_file(str(model), f"{folder}/*.json", tmp_path / "no.parquet", "Review text", 3, False)
+
+
+@pytest.mark.slow
+def test_ray_scores_from_the_bucket_into_the_bucket(
+    model, tmp_path, local_ray, s3_server, monkeypatch
+) -> None:
+    for name, value in s3_server.env({"AWS_ENDPOINT_URL": s3_server.endpoint}).items():
+        monkeypatch.setenv(name, value)
+    from pyarrow import fs
+
+    bucket = s3_server.bucket
+    s3 = fs.S3FileSystem(endpoint_override=s3_server.endpoint, scheme="http", region="us-east-1")
+    local = tmp_path / "in"
+    local.mkdir()
+    write_input(local / "a.parquet", TEXTS * 3)
+    write_input(local / "b.csv", TEXTS * 2)
+    fs.copy_files(str(local), f"{bucket}/reviews", destination_filesystem=s3)
+    single = score_file(str(model), local, tmp_path / "one.parquet", "Review text", 4, False)
+    source = f"s3://{bucket}/reviews/"
+    on_ray = score_file(str(model), source, f"s3://{bucket}/scored", "Review text", 4, False, "ray")
+    assert on_ray["rows"] == single["rows"] == 35 and on_ray["not_scored"] == single["not_scored"]
+    names = sorted(f.base_name for f in s3.get_file_info(fs.FileSelector(f"{bucket}/scored")))
+    assert names == ["_SUCCESS"] + [f"part-{i:06d}.parquet" for i in range(10)]  # 6 + 4 chunks
+    got = pq.read_table(f"{bucket}/scored", filesystem=s3).to_pandas()
+    pd.testing.assert_frame_equal(got, pd.read_parquet(tmp_path / "one.parquet"))
+    one = f"s3://{bucket}/one.parquet"  # one process, a glob on the bucket, one object
+    assert score_file(str(model), f"{source}*.csv", one, "Review text", 4, False)["rows"] == 14
+    assert len(pq.read_table(f"{bucket}/one.parquet", filesystem=s3)) == 14
+    with pytest.raises(FileExistsError, match="scored: the output prefix already holds objects"):
+        score_file(str(model), source, f"s3://{bucket}/scored", "Review text", 4, False, "ray")
+    with pytest.raises(ValueError, match="rows cannot be scored"):
+        score_file(str(model), source, f"s3://{bucket}/refused", "Review text", 1, True, "ray")
+    # row 0's part was written before row 1 failed: removed again, and no marker
+    assert not s3.get_file_info(fs.FileSelector(f"{bucket}/refused", allow_not_found=True))
