@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-fast lint lock clean serve bento promote rollback exp score drift report
+.PHONY: help run test test-fast lint lock clean serve bento promote rollback deploy exp score drift report
 
 ## help: list the targets
 help:
@@ -77,6 +77,11 @@ bento: $(VENV)/.installed
 ## rollback: move `production` back to `previous-production` and re-export it to BentoML
 rollback: $(VENV)/.installed
 	$(BIN)/python -m sentiment.registry rollback
+
+## deploy: put registry version VERSION into production, checked (make deploy VERSION=3 REASON="...")
+deploy: $(VENV)/.installed
+	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'make deploy: set VERSION=N and REASON="why"'; exit 1; }
+	$(BIN)/python -m sentiment.registry deploy --version "$(VERSION)" --reason "$(REASON)" $(if $(FORCE),--force)
 
 ## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet
 score: $(VENV)/.installed

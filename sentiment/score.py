@@ -13,9 +13,10 @@ names how many and which; ``--bad-rows fail`` refuses the file instead. The outp
 only when complete (written to a temporary file, then renamed).
 
 ``--input`` may also be a folder or a glob of such files (rows numbered across them in path
-order), and inputs and outputs may be ``s3://`` URIs (``sentiment.storage``). ``--engine ray`` (the default when ``RAY_ADDRESS`` names a cluster) scores the chunks
-on a pool of Ray actors and writes ``--output`` as a folder of Parquet parts with the same
-columns (``sentiment.ray_engine``).
+order), and inputs and outputs may be ``s3://`` URIs (``sentiment.storage``). ``--engine ray``
+(the default when ``RAY_ADDRESS`` names a cluster) scores the chunks on a pool of Ray actors
+and writes ``--output`` as a folder of Parquet parts with the same columns
+(``sentiment.ray_engine``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ still ends promoted or kept as the rules say.
 
     python -m stages.gate            # the DVC stage: decide
     python -m stages.gate promote    # = python -m sentiment.registry promote (also rollback,
-                                     #   export, download --out DIR)
+                                     #   export, download --out DIR, deploy --version N)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from sentiment.registry.decision import decision_for, verdict
 from sentiment.registry.store import registry_error
 from sentiment.tracking import log_key_metrics, stage_run
 
-REGISTRY_COMMANDS = ("promote", "rollback", "export", "download")  # sentiment.registry's
+REGISTRY_COMMANDS = ("promote", "rollback", "export", "download", "deploy")  # the registry's
 
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:

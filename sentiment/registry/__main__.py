@@ -4,6 +4,8 @@
     python -m sentiment.registry rollback   # production <-> previous-production, re-exported
     python -m sentiment.registry export     # production model -> BentoML store (image builds)
     python -m sentiment.registry download --out DIR   # production model directory
+    python -m sentiment.registry deploy --version N --reason "..." [--force]
+                                            # a chosen version -> production, checked first
 
 ``python -m stages.gate <command>`` runs the same commands.
 """
@@ -20,16 +22,19 @@ from sentiment import paths
 from sentiment.cli import entry_point, fail
 from sentiment.models.files import UntrustedModelError
 from sentiment.params import load_params
+from sentiment.registry.deploy import deploy
 from sentiment.registry.promotion import act, download_production, export_production, rollback
 from sentiment.registry.store import UndoError, registry_error
 
-COMMANDS = ("promote", "rollback", "export", "download")
+COMMANDS = ("promote", "rollback", "export", "download", "deploy")
 
 
-def run_command(command: str, params: dict[str, Any], out: Path) -> str:
+def run_command(command: str, params: dict[str, Any], args: argparse.Namespace) -> str:
     """Run one command; return the line that reports what it did."""
     if command == "download":
-        return f"download: {download_production(params, out)}"
+        return f"download: {download_production(params, args.out)}"
+    if command == "deploy":
+        return f"deploy: {deploy(params, args.version, args.reason, args.force)}"
     if command == "promote":
         return f"promote: {act(params)}"
     if command == "rollback":
@@ -37,14 +42,14 @@ def run_command(command: str, params: dict[str, Any], out: Path) -> str:
     return f"export: {export_production(params)}"
 
 
-def run(command: str, out: Path = paths.PRODUCTION_DIR) -> None:
-    """Run ``command`` with the gate's params; registry failures end as one line."""
-    params = load_params("gate")
+def run(args: argparse.Namespace) -> None:
+    """Run ``args.command`` with the gate's params; registry failures end as one line."""
+    command, params = args.command, load_params("gate")
     try:
-        print(run_command(command, params, out))
+        print(run_command(command, params, args))
     except MlflowException as err:
         fail(registry_error(command, err))
-    except (UntrustedModelError, FileNotFoundError, UndoError) as err:
+    except (UntrustedModelError, FileNotFoundError, UndoError, ValueError) as err:
         fail(f"{command}: {err}")
 
 
@@ -52,8 +57,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Registry commands: act, undo, hand out.")
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--out", type=Path, default=paths.PRODUCTION_DIR, help="download")
+    parser.add_argument("--version", type=int, help="deploy: the registry version")
+    parser.add_argument("--reason", help="deploy: why (recorded on the version)")
+    parser.add_argument("--force", action="store_true", help="deploy past failing rules")
     args = parser.parse_args()
-    run(args.command, args.out)
+    if args.command == "deploy" and (args.version is None or not args.reason):
+        parser.error("deploy needs --version N and --reason TEXT")
+    run(args)
 
 
 if __name__ == "__main__":

@@ -75,12 +75,10 @@ def paired_bootstrap(
     }
 
 
-def decide(
-    candidate: dict, production: dict | None, comparison: dict | None, params: dict
-) -> dict[str, Any]:
-    """Every promotion rule with its values and verdict; ``promote`` only if all pass."""
+def absolute_rules(candidate: dict, params: dict) -> dict[str, dict[str, Any]]:
+    """The rules a model must pass on its own: the macro-F1 floor and the size budget."""
     f1 = candidate["macro_f1"]
-    rules: dict[str, dict[str, Any]] = {
+    return {
         "min_f1": {
             "candidate": f1,
             "threshold": params["min_f1"],
@@ -92,6 +90,26 @@ def decide(
             "passed": candidate["size_mb"] <= params["max_size_mb"],
         },
     }
+
+
+def behaviour_rule(candidate: dict, production: dict, params: dict) -> dict[str, Any]:
+    """No behavioural pass rate may drop below production's by more than the tolerance."""
+    drops = {
+        name: round(production["behaviour"].get(name, 0.0) - rate, 4)
+        for name, rate in candidate["behaviour"].items()
+    }
+    return {
+        "drops": drops,
+        "threshold": params["behaviour_tolerance"],
+        "passed": all(d <= params["behaviour_tolerance"] for d in drops.values()),
+    }
+
+
+def decide(
+    candidate: dict, production: dict | None, comparison: dict | None, params: dict
+) -> dict[str, Any]:
+    """Every promotion rule with its values and verdict; ``promote`` only if all pass."""
+    rules = absolute_rules(candidate, params)
     if production is not None and comparison is not None:
         rules["min_delta"] = {
             "candidate": comparison["delta"],
@@ -103,21 +121,33 @@ def decide(
             "threshold": 0.0,
             "passed": comparison["ci_low"] > 0,
         }
-        drops = {
-            name: round(production["behaviour"].get(name, 0.0) - rate, 4)
-            for name, rate in candidate["behaviour"].items()
-        }
-        rules["behaviour"] = {
-            "drops": drops,
-            "threshold": params["behaviour_tolerance"],
-            "passed": all(d <= params["behaviour_tolerance"] for d in drops.values()),
-        }
+        rules["behaviour"] = behaviour_rule(candidate, production, params)
     return {"promote": all(rule["passed"] for rule in rules.values()), "rules": rules}
+
+
+def deploy_rules(candidate: dict, production: dict | None, params: dict) -> dict[str, Any]:
+    """The rules ``deploy`` re-checks on a chosen version: the absolute ones and behaviour
+    against production, not the paired gain (moving back or sideways is deliberate)."""
+    rules = absolute_rules(candidate, params)
+    if production is not None:
+        rules["behaviour"] = behaviour_rule(candidate, production, params)
+    return rules
 
 
 def without_predictions(assessment: dict[str, Any]) -> dict[str, Any]:
     """What the decision records of an assessment: all but the per-row predictions."""
     return {k: v for k, v in assessment.items() if k != "predicted"}
+
+
+def assess_version(
+    client: MlflowClient, name: str, version: str, texts: list[str], labels: list[int]
+) -> dict[str, Any]:
+    """``assess`` of a registered version: its files, checked against their sha256 record and
+    loaded with this project's code, never the code logged beside the model (it runs on load)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, digests = download_version(client, name, version, Path(tmp))
+        verify_digests(model_dir, digests)
+        return assess(model_dir, texts, labels)
 
 
 def decision_for(
@@ -130,12 +160,7 @@ def decision_for(
     current = production_version(client, name)
     production = comparison = None
     if current is not None:
-        # The registry's files, checked against their record and loaded with this
-        # project's code: never the code logged beside the model (it runs on load).
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir, digests = download_version(client, name, current.version, Path(tmp))
-            verify_digests(model_dir, digests)
-            production = assess(model_dir, texts, labels)
+        production = assess_version(client, name, str(current.version), texts, labels)
         comparison = paired_bootstrap(
             labels, candidate["predicted"], production["predicted"], params
         )
