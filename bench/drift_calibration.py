@@ -8,9 +8,13 @@ windows are drawn without replacement from the held-out rows (``drift.holdout_ro
 never used by the reference or its fit), repeats included, as traffic arrives. Power is
 measured on each out-of-domain set and on shifts of those held-out rows drawn the same way:
 label shift (50 % negatives), length shift (only reviews of > 12 words), format change (the
-READ MORE artifact left in) and a new phrase in 20 % of texts. Champion scores are computed
-once per text and reused; seconds per window are measured separately, scoring included.
-Targets: false-positive rate <= 0.05 + 2 SE, power >= 0.9. Last line: one JSON object.
+READ MORE artifact left in), a new phrase in 20 % of texts, and antonyms (held-out reviews
+with a sentiment word, each such word swapped for its antonym: the vocabulary is kept, the
+meaning is not). For each shift the family's power is printed with each test's own (how
+often that test fired), so the embedding test's share shows. Champion scores and
+embeddings are computed once per text and reused; seconds per window are measured
+separately, scoring included. Targets: false-positive rate <= 0.05 + 2 SE, power >= 0.9.
+Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sentiment.data.splits import map_labels
+from sentiment.evaluation.behaviour import SENTIMENT_WORD, swap_antonyms
 from sentiment.fileio import read_split
 from sentiment.models.predictor import load_predictor
 from sentiment.monitoring.drift import (
@@ -57,24 +62,38 @@ def main() -> None:
     sets = {"held_out": held, **{n: read_split(p)[0] for n, p in OOD_SETS.items()}}
     sets["format_change"] = [f"{t}READ MORE" for t in held]
     sets["phrase"] = [f"{t} {PHRASE}" for t in held]
+    sets["antonyms"] = [swap_antonyms(t) for t in held if SENTIMENT_WORD.search(t)]
     scores = {name: predictor.predict_proba(texts)[:, -1] for name, texts in sets.items()}
+    semantic = detector.ref_semantic is not None
+    vectors = (
+        {name: predictor.embeddings(texts) for name, texts in sets.items()} if semantic else {}
+    )
+    print(f"embedding test: {'on' if semantic else 'off (not a transformer champion)'}")
     rng = np.random.default_rng(2026)
 
-    def run(name: str, idx: np.ndarray, seed: int, mix: np.ndarray | None = None) -> bool:
+    def run(name: str, idx: np.ndarray, seed: int, mix: np.ndarray | None = None) -> dict:
+        """Which tests fired on one window (``family``: any, after Holm)."""
         texts, window_scores = [sets[name][i] for i in idx], scores[name][idx]
+        window_vectors = vectors[name][idx] if semantic else None
         if mix is not None:  # the new phrase in a share of the texts
             texts = [sets["phrase"][i] if m else held[i] for i, m in zip(idx, mix, strict=True)]
             window_scores = np.where(mix, scores["phrase"][idx], scores["held_out"][idx])
-        return detector.test_window(texts, window_scores, seed=seed)["drift_detected"]
+            if semantic:
+                window_vectors = np.where(
+                    mix[:, None], vectors["phrase"][idx], vectors["held_out"][idx]
+                )
+        result = detector.test_window(texts, window_scores, seed=seed, embeddings=window_vectors)
+        fired = {test: r["drift"] for test, r in result["tests"].items()}
+        return {"family": result["drift_detected"], **fired}
 
     negatives, positives = np.flatnonzero(held_y == 0), np.flatnonzero(held_y == 1)
     long_rows = np.array([i for i, t in enumerate(held) if len(t.split()) > 12])
 
-    def scenarios(n: int) -> dict[str, Callable[[int], bool]]:
+    def scenarios(n: int) -> dict[str, Callable[[int], dict]]:
         def draw(pool: int | np.ndarray) -> np.ndarray:
             return rng.choice(pool, n, replace=False)
 
-        found: dict[str, Callable[[int], bool]] = {
+        found: dict[str, Callable[[int], dict]] = {
             name: lambda s, name=name: run(name, draw(len(sets[name])), s) for name in OOD_SETS
         }
         if len(negatives) >= n // 2:
@@ -91,6 +110,8 @@ def main() -> None:
         found["new_phrase_20pct"] = lambda s: run(
             "phrase", draw(len(held)), s, mix=rng.random(n) < 0.2
         )
+        if len(sets["antonyms"]) >= n:
+            found["antonyms_swapped"] = lambda s: run("antonyms", draw(len(sets["antonyms"])), s)
         return found
 
     results = {}
@@ -100,21 +121,40 @@ def main() -> None:
             run("held_out", rng.choice(len(held), n, replace=False), s) for s in range(args.null)
         ]
         seconds = (time.perf_counter() - start) / args.null
-        fpr = float(np.mean(null))
+        fpr = float(np.mean([w["family"] for w in null]))
+        null_by_test = {test: float(np.mean([w[test] for w in null])) for test in null[0]}
         se = float(np.sqrt(max(fpr, 0.05) * (1 - max(fpr, 0.05)) / args.null))
-        power = {
-            name: float(np.mean([scenario(1000 + s) for s in range(args.power)]))
+        fired = {
+            name: [scenario(1000 + s) for s in range(args.power)]
             for name, scenario in scenarios(n).items()
         }
-        results[n] = {"fpr": round(fpr, 4), "se": round(se, 4), "power": power, "seconds": seconds}
+        by_test = {
+            name: {test: float(np.mean([w[test] for w in windows])) for test in windows[0]}
+            for name, windows in fired.items()
+        }
+        power = {name: tests["family"] for name, tests in by_test.items()}
+        results[n] = {
+            "fpr": round(fpr, 4),
+            "se": round(se, 4),
+            "power": power,
+            "fpr_by_test": null_by_test,
+            "power_by_test": by_test,
+            "seconds": seconds,
+        }
         met = fpr <= 0.05 + 2 * se and all(p >= 0.9 for p in power.values())
         print(
             f"n={n}: false-positive rate {fpr:.3f} ± {se:.3f} (SE) over {args.null} null "
             f"windows; target <= 0.05 + 2 SE = {0.05 + 2 * se:.3f}; "
             f"{seconds:.3f} s/window (scores cached); targets {'met' if met else 'NOT met'}"
         )
-        for name, value in power.items():
-            print(f"  power {name:28s} {value:.3f} ({args.power} windows)")
+        tests = list(null_by_test)
+        print(f"  {'false positives':28s} " + " ".join(f"{null_by_test[t]:13.3f}" for t in tests))
+        print(
+            f"  {'power (' + str(args.power) + ' windows)':28s} "
+            + " ".join(f"{t:>13s}" for t in tests)
+        )
+        for name, values in by_test.items():
+            print(f"  {name:28s} " + " ".join(f"{values[t]:13.3f}" for t in tests))
 
     window = [held[i] for i in rng.choice(len(held), args.sizes[0], replace=False)]
     start = time.perf_counter()

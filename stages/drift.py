@@ -5,9 +5,11 @@ sample of the training reviews at the same natural multiplicity by a battery of 
 with a p-value and an effect size, Holm-corrected at family level ``alpha``: predicted-label
 share (chi-square), champion score distribution (KS), word count (Mann-Whitney),
 out-of-vocabulary rate (one-sided Mann-Whitney), MMD on the L2-normalised TF-IDF->SVD
-projection (median-heuristic RBF kernel, permutation p-value (k+1)/(B+1)) and a domain
-classifier (AUC on a held-out half, split by text, Mann-Whitney p-value). Windows smaller than
-``min_window`` report "insufficient data", never drift.
+projection (median-heuristic RBF kernel, permutation p-value (k+1)/(B+1)), a domain
+classifier (AUC on a held-out half, split by text, Mann-Whitney p-value), and for a
+transformer champion the same MMD on its own pooled embeddings (the export's ``embedding``
+output, unit length). Windows smaller than ``min_window`` report "insufficient data", never
+drift.
 
     python -m stages.drift                      # the DVC stage (held-out reviews + ood sets)
     python -m stages.drift --current log.jsonl [--model DIR]  # CSV/Parquet/JSONL, 'text' column

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ from sklearn.pipeline import Pipeline
 
 from sentiment import paths
 from sentiment.data.splits import read_ood, read_raw, to_prepared
+from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
 from sentiment.monitoring import drift
 from stages import drift as drift_stage
+from tests.conftest import REPO
 
 PARAMS = {
     "reference_size": 600,
@@ -193,3 +197,62 @@ def test_a_window_predicted_all_one_class_is_flagged() -> None:
     same_shares = drift.label_share_test(reference, np.array([0] * 100 + [1] * 400))
     assert same_shares["p_value"] > 0.5
     assert drift.label_share_test(np.ones(10, int), np.ones(10, int))["p_value"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def transformer_setting(setting, raw_data: Path) -> dict:
+    """The workspace's fine-tuned transformer (``make run`` trains it) as the champion, its
+    reference rebuilt from the same rows, and the held-out pool's scores and embeddings."""
+    model_dir = REPO / paths.TRANSFORMER
+    if not (model_dir / "meta.json").is_file():
+        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+            pytest.fail(f"{model_dir}: no model (`make run` trains it)")
+        pytest.skip(f"{model_dir}: no model here (`make run` trains it)")
+    predictor = load_predictor(model_dir)
+    rows = drift.raw_traffic(raw_data / "reviews.csv")["text"].tolist()
+    reference, held_idx = drift.build_reference(rows, predictor, PARAMS, holdout=2500)
+    held = [rows[i] for i in held_idx]
+    return {
+        "detector": drift.DriftDetector(reference, predictor, PARAMS),
+        "held": held,
+        "scores": predictor.predict_proba(held)[:, -1],
+        "embeddings": predictor.embeddings(held),
+        "imdb": setting["imdb"],
+    }
+
+
+@pytest.mark.slow
+def test_a_transformer_champion_adds_the_embedding_test_and_keeps_the_false_alarm_rate(
+    transformer_setting,
+) -> None:
+    """Its own pooled vectors join the Holm family; null windows at natural multiplicity
+    stay as rare false alarms for the family and for the new test alone."""
+    detector, held = transformer_setting["detector"], transformer_setting["held"]
+    rng = np.random.default_rng(1)
+    windows = []
+    for s in range(40):
+        idx = rng.choice(len(held), 200, replace=False)
+        windows.append(
+            detector.test_window(
+                [held[i] for i in idx],
+                transformer_setting["scores"][idx],
+                seed=s,
+                embeddings=transformer_setting["embeddings"][idx],
+            )
+        )
+    assert all("embedding_mmd" in w["tests"] for w in windows)
+    assert np.mean([w["drift_detected"] for w in windows]) < 0.15
+    assert np.mean([w["tests"]["embedding_mmd"]["drift"] for w in windows]) < 0.1
+    imdb = detector.test_window(transformer_setting["imdb"][:200])  # scored and embedded here
+    assert imdb["tests"]["embedding_mmd"]["drift"] and imdb["drift_detected"]
+    report = Path(tempfile.mkdtemp()) / "report.md"  # the report says which test fired
+    drift.write_report({"imdb": imdb}, report, report.parent / "plots")
+    header, _, row = report.read_text().splitlines()[2:5]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert cells["embedding_mmd"].endswith("⚠")
+
+
+def test_antonyms_keep_the_words_and_turn_the_meaning() -> None:
+    assert swap_antonyms("Good product, not bad. I LOVE it") == "Bad product, not good. I HATE it"
+    assert swap_antonyms("the goods arrived") == "the goods arrived"  # whole words only
+    assert all(ANTONYMS[ANTONYMS[w]] in ANTONYMS for w in ANTONYMS)

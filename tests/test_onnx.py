@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sentiment.data.text import model_text
@@ -81,6 +82,32 @@ def test_the_export_and_its_int8_copy_are_byte_for_byte_reproducible(
         digests.append(file_digests(tmp_path / run))
     assert {ONNX_FILE, ONNX_INT8_FILE, "tokenizer.json"} <= set(digests[0])
     assert digests[0] == digests[1]
+
+
+def test_the_pooled_vector_is_a_second_output_of_both_exports(exported: Path) -> None:
+    """What drift's embedding test reads: the head's input, as torch computes it, in the
+    fp32 export and its int8 copy, whatever the batch-mates."""
+    texts = varied_texts(30)
+    model = AutoModelForSequenceClassification.from_pretrained(exported).eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    seen: list[torch.Tensor] = []
+    model.classifier.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    with torch.inference_mode():
+        for text in texts:
+            model(
+                **tokenizer([model_text(text)], truncation=True, max_length=16, return_tensors="pt")
+            )
+    expected = torch.cat(seen).numpy()
+    fp32 = OnnxPredictor(exported, read_meta(exported))
+    assert fp32.has_embedding
+    np.testing.assert_allclose(fp32.embeddings(texts), expected, atol=1e-4)
+    quantize_onnx(exported, calibration_texts())
+    int8 = OnnxPredictor(exported, read_meta(exported) | {"quantized": True})
+    batched = int8.embeddings(texts)
+    assert int8.has_embedding and batched.shape == expected.shape
+    one_by_one = np.vstack([int8.embeddings([text]) for text in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    assert np.corrcoef(batched.ravel(), expected.ravel())[0, 1] > 0.95  # int8 stays close
 
 
 @pytest.mark.parametrize("tolerance, kept", [(1.0, True), (-1.0, False)])

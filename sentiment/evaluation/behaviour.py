@@ -10,6 +10,7 @@ Each test type yields a pass rate in [0, 1]:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from itertools import product
 
@@ -48,7 +49,30 @@ SHORT = {
     "Very bad": 0,
 }
 
+# Sentiment words and their antonyms, both ways: a shift that keeps the vocabulary and
+# turns the meaning (drift's calibration bench swaps them in held-out reviews).
+ANTONYMS = {
+    **{"good": "bad", "nice": "poor", "excellent": "worst", "best": "worst", "great": "bad"},
+    **{"awesome": "awful", "love": "hate", "happy": "disappointed", "satisfied": "unhappy"},
+    **{"bad": "good", "poor": "nice", "worst": "best", "awful": "awesome", "hate": "love"},
+    **{"disappointed": "satisfied", "unhappy": "happy"},
+}
+SENTIMENT_WORD = re.compile(r"\b(" + "|".join(ANTONYMS) + r")\b", re.IGNORECASE)
+
 Labeller = Callable[[list[str]], np.ndarray]
+
+
+def swap_antonyms(text: str) -> str:
+    """``text`` with each word of ``ANTONYMS`` swapped for its antonym, capitals kept."""
+
+    def swap(match: re.Match[str]) -> str:
+        found = match.group(0)
+        word = ANTONYMS[found.lower()]
+        if found.isupper() and len(found) > 1:
+            return word.upper()
+        return word.capitalize() if found[0].isupper() else word
+
+    return SENTIMENT_WORD.sub(swap, text)
 
 
 def negation_cases() -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from sentiment.data.text import model_text
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 ONNX_OPSET = 17
+EMBEDDING_OUTPUT = "embedding"  # second graph output: the pooled vector the head reads
 
 # The fixed cost of one forward pass, in padded tokens: on 2 CPU cores an eager-torch MiniLM
 # pass cost 5-7 ms (reading ~40 MB of weights) plus about 0.1 ms a padded token, whatever the
@@ -103,6 +104,13 @@ class OnnxPredictor:
         )
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        self.logits = self.session.get_outputs()[0].name
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the export has the ``embedding`` output (exports before it do not)."""
+        return EMBEDDING_OUTPUT in self.outputs
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.proba_of_model_texts([model_text(t) for t in texts])
@@ -128,10 +136,18 @@ class OnnxPredictor:
                 feed["token_type_ids"][row, : len(e.ids)] = e.type_ids
             yield idx, {k: v for k, v in feed.items() if k in self.inputs}
 
+    def output_rows(self, texts: list[str], name: str) -> np.ndarray:
+        """One graph output (its second axis static in the export) for model texts, rows in
+        input order; only that output is asked for."""
+        out = np.empty((len(texts), self.outputs[name][1]), dtype=np.float32)
+        for idx, feed in self.feeds(texts):
+            out[idx] = self.session.run([name], feed)[0]
+        return out
+
     def proba_of_model_texts(self, texts: list[str]) -> np.ndarray:
         """Class probabilities for texts already cleaned by ``model_text``."""
-        head = self.session.get_outputs()[0].shape[1]  # the head's classes: static in the export
-        out = np.empty((len(texts), head), dtype=np.float32)
-        for idx, feed in self.feeds(texts):
-            out[idx] = softmax(self.session.run(None, feed)[0].astype(np.float32))
-        return collapse(out, self.meta.get("head_groups"))
+        return collapse(softmax(self.output_rows(texts, self.logits)), self.meta.get("head_groups"))
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        """The pooled hidden state the head classifies, per text (drift's embedding test)."""
+        return self.output_rows([model_text(t) for t in texts], EMBEDDING_OUTPUT)

@@ -26,6 +26,7 @@ import torch
 from sentiment.data.text import model_text
 from sentiment.fileio import write_json
 from sentiment.models.onnx_backend import (
+    EMBEDDING_OUTPUT,
     ONNX_FILE,
     ONNX_INT8_FILE,
     ONNX_OPSET,
@@ -127,6 +128,34 @@ def export_onnx(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
+    add_embedding_output(path)
+
+
+def add_embedding_output(path: Path) -> None:
+    """Expose the classification head's input (the pooled hidden state) as a second graph
+    output, ``embedding``: drift compares these vectors, and the service, which asks for
+    the logits only, still loads one model. Found by walking back from the logits to the
+    first weighted Gemm/MatMul; an Identity node names it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    node = producer[graph.output[0].name]
+    while not (node.op_type in ("Gemm", "MatMul") and node.input[1] in weights):
+        node = producer[node.input[0]]
+    transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+    hidden = weights[node.input[1]].dims[1 if transposed else 0]
+    graph.node.append(
+        onnx.helper.make_node("Identity", [node.input[0]], [EMBEDDING_OUTPUT], name="embedding")
+    )
+    graph.output.append(
+        onnx.helper.make_tensor_value_info(
+            EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, ["batch", hidden]
+        )
+    )
+    onnx.save(model, str(path))
 
 
 CALIBRATION_TEXTS = 256  # training texts whose activations fix the int8 scales

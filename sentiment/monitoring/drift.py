@@ -1,6 +1,7 @@
 """Drift detection on text: the reference sample and its fitted projection, the test battery
 (label share, score KS, word count, OOV rate, MMD with a permutation p-value, a domain
-classifier), Holm's correction, window verdicts and the Markdown report with its plots."""
+classifier, and for a transformer champion MMD on its own pooled embeddings), Holm's
+correction, window verdicts and the Markdown report with its plots."""
 
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ from sentiment.models.predictor import Predictor, decide
 TOKENIZER = Tokenizer(emoji_mode="keep")
 
 
-TESTS = ("label_share", "score_ks", "word_count", "oov_rate", "mmd", "domain_auc")
+TESTS = (
+    "label_share",
+    "score_ks",
+    "word_count",
+    "oov_rate",
+    "mmd",
+    "domain_auc",
+    "embedding_mmd",  # a transformer champion's own pooled vectors; absent for the others
+)
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
@@ -71,6 +80,12 @@ def label_share_test(reference: np.ndarray, predicted: np.ndarray) -> dict[str, 
         "p_value": 1.0 if chi2 is None else float(chi2.pvalue),
         "effect": float(predicted.mean() - reference.mean()),
     }
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length: squared distances become 2 - 2 cos (a cosine kernel)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def mmd_permutation_test(
@@ -218,11 +233,21 @@ class DriftDetector:
         self.ref_words = word_counts(reference.texts)
         self.ref_oov = oov_rates(reference.texts, reference.vocabulary)
         self.ref_embedding = reference.projection.transform(reference.texts)
+        self.ref_semantic = (
+            unit_rows(predictor.embeddings(reference.texts))
+            if getattr(predictor, "has_embedding", False)
+            else None
+        )
 
     def test_window(
-        self, texts: list[str], scores: np.ndarray | None = None, seed: int | None = None
+        self,
+        texts: list[str],
+        scores: np.ndarray | None = None,
+        seed: int | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        """All tests on one window; ``scores`` (champion P(positive)) skips re-scoring.
+        """All tests on one window; ``scores`` (champion P(positive)) and ``embeddings``
+        (its pooled vectors) skip re-scoring.
 
         Windows are taken as they arrive, repeats included: the reference is sampled from
         the training reviews at the same natural multiplicity (``build_reference``).
@@ -270,6 +295,14 @@ class DriftDetector:
         results["domain_auc"] = domain_classifier_test(
             self.ref_embedding, embedding, self.ref.texts + texts, rng
         )
+        if self.ref_semantic is not None:  # what the transformer itself sees
+            vectors = unit_rows(
+                self.predictor.embeddings(texts) if embeddings is None else embeddings
+            )
+            mmd, p_value = mmd_permutation_test(
+                self.ref_semantic, vectors, params["permutations"], rng
+            )
+            results["embedding_mmd"] = {"p_value": p_value, "effect": mmd}
 
         adjusted = holm({name: r["p_value"] for name, r in results.items()})
         for name, result in results.items():
