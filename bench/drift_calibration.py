@@ -26,18 +26,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sentiment import paths
 from sentiment.data.splits import map_labels
 from sentiment.evaluation.behaviour import SENTIMENT_WORD, swap_antonyms
 from sentiment.fileio import read_split
 from sentiment.models.predictor import load_predictor
-from sentiment.monitoring.drift import (
-    CHAMPION_DIR,
-    OOD_SETS,
-    RAW_REVIEWS,
-    DriftDetector,
-    build_reference,
-    raw_traffic,
-)
+from sentiment.monitoring.drift import DriftDetector, build_reference, raw_traffic
 from sentiment.params import load_params
 
 PHRASE = "Delivered by Ekart Logistics, check the seal before accepting the parcel."
@@ -50,8 +44,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500])
     args = parser.parse_args()
     params = load_params("drift")
-    predictor = load_predictor(CHAMPION_DIR)
-    traffic = raw_traffic(RAW_REVIEWS)
+    predictor = load_predictor(paths.CHAMPION)
+    traffic = raw_traffic(paths.RAW_REVIEWS)
     rows = traffic["text"].tolist()
     reference, held_idx = build_reference(rows, predictor, params, params["holdout_rows"])
     detector = DriftDetector(reference, predictor, params)
@@ -59,7 +53,7 @@ def main() -> None:
     held_y = map_labels(traffic["rating"].iloc[held_idx], "binary").to_numpy()
     print(f"held-out rows: {len(held)} ({len(set(held))} distinct texts)")
 
-    sets = {"held_out": held, **{n: read_split(p)[0] for n, p in OOD_SETS.items()}}
+    sets = {"held_out": held, **{n: read_split(p)[0] for n, p in paths.OOD_SETS.items()}}
     sets["format_change"] = [f"{t}READ MORE" for t in held]
     sets["phrase"] = [f"{t} {PHRASE}" for t in held]
     sets["antonyms"] = [swap_antonyms(t) for t in held if SENTIMENT_WORD.search(t)]
@@ -94,7 +88,8 @@ def main() -> None:
             return rng.choice(pool, n, replace=False)
 
         found: dict[str, Callable[[int], dict]] = {
-            name: lambda s, name=name: run(name, draw(len(sets[name])), s) for name in OOD_SETS
+            name: lambda s, name=name: run(name, draw(len(sets[name])), s)
+            for name in paths.OOD_SETS
         }
         if len(negatives) >= n // 2:
             found["label_shift_50pct_negative"] = lambda s: run(

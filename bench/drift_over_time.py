@@ -18,10 +18,9 @@ import json
 import numpy as np
 import pandas as pd
 
+from sentiment import paths
 from sentiment.models.predictor import load_predictor
 from sentiment.monitoring.drift import (
-    CHAMPION_DIR,
-    RAW_REVIEWS,
     DriftDetector,
     build_reference,
     raw_traffic,
@@ -35,8 +34,8 @@ def main() -> None:
     parser.add_argument("--null", type=int, default=50)
     args = parser.parse_args()
     params = load_params("drift")
-    predictor = load_predictor(CHAMPION_DIR)
-    traffic = raw_traffic(RAW_REVIEWS)
+    predictor = load_predictor(paths.CHAMPION)
+    traffic = raw_traffic(paths.RAW_REVIEWS)
     traffic["when"] = pd.to_datetime(traffic["month"], format="%b %Y", errors="coerce")
     dated = traffic.dropna(subset=["when"]).sort_values("when", kind="stable")
     dated["quarter"] = dated["when"].dt.to_period("Q").astype(str)

@@ -14,6 +14,7 @@ on 300 test texts: alone, shuffled, in random calls). Last line: one JSON object
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -68,6 +69,9 @@ def texts_per_s(score: Score, texts: list[str], batch: int) -> tuple[float, np.n
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     meta = read_meta(MODEL_DIR)
     train_texts = [model_text(t) for t in read_split("data/prepared/train.parquet")[0]]
     static, dynamic = int8_copies(MODEL_DIR, train_texts)
