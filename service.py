@@ -278,8 +278,8 @@ class Sentiment:
         self.log = inference_logger()
         self.predictions = bentoml.metrics.Counter(
             name="sentiment_predictions_total",
-            documentation="Predictions by label",
-            labelnames=["label"],
+            documentation="Predictions by label and by the model version that answered",
+            labelnames=["label", "model_version"],
         )
         self.confidence = bentoml.metrics.Histogram(
             name="sentiment_confidence",
@@ -316,7 +316,9 @@ class Sentiment:
         results = await self._classify(texts)
         now = datetime.now(UTC).isoformat()
         for text, result in zip(texts, results, strict=True):
-            self.predictions.labels(label=result["label"]).inc()
+            self.predictions.labels(
+                label=result["label"], model_version=result["model_version"]
+            ).inc()
             self.confidence.observe(result.pop("confidence"))
             self.length.observe(len(text))
             if self.log is not None:

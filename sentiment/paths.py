@@ -56,6 +56,7 @@ DRIFT_REPORT_MD = REPORTS / "drift" / "report.md"
 DRIFT_PLOTS = REPORTS / "drift" / "plots"
 DRIFT_VERDICTS = REPORTS / "drift" / "verdicts.json"
 DRIFT_REPORT = REPORTS / "drift" / "report.json"
+DRIFT_REFERENCE_RULES = REPORTS / "drift" / "reference.rules.yml"  # Prometheus recording rules
 DRIFT_CURRENT = Path("reports/drift-current/report.json")  # drift on an inference log (local)
 
 # Paths of commands, not of the pipeline: DVC neither tracks nor declares them.

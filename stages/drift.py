@@ -13,6 +13,11 @@ drift.
 
     python -m stages.drift                      # the DVC stage (held-out reviews + ood sets)
     python -m stages.drift --current log.jsonl [--model DIR]  # CSV/Parquet/JSONL, 'text' column
+    python -m stages.drift --current logs/ --prometheus /var/lib/node_exporter/drift.prom
+
+The stage also writes the champion's reference figures (predicted-positive share, mean
+confidence) as Prometheus recording rules for the service's alerts (``monitoring/``);
+``--prometheus FILE`` writes a run's verdicts and p-values for the textfile collector.
 
 Exit status of the CLI: 0 no drift, 1 drift, 3 retrain (``retrain_after`` consecutive
 drifting windows), 2 bad input.
@@ -42,6 +47,11 @@ from sentiment.monitoring.drift import (
     windows_verdict,
     write_report,
 )
+from sentiment.monitoring.prometheus import (
+    reference_figures,
+    write_drift_metrics,
+    write_reference_rules,
+)
 from sentiment.params import load_params
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
@@ -58,6 +68,8 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         rows = raw_traffic(paths.RAW_REVIEWS)["text"].tolist()
         reference, held = build_reference(rows, predictor, params, params["holdout_rows"])
         reference.save(paths.DRIFT_REFERENCE)
+        figures = reference_figures(predictor, reference.texts)
+        write_reference_rules(paths.DRIFT_REFERENCE_RULES, figures)
         detector = DriftDetector(reference, predictor, params)
         rng = np.random.default_rng(params["seed"])
         results = {}
@@ -82,7 +94,13 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def run_cli(current: Path, params: dict[str, Any], out: Path, model: Path = paths.CHAMPION) -> int:
+def run_cli(
+    current: Path,
+    params: dict[str, Any],
+    out: Path,
+    model: Path = paths.CHAMPION,
+    prometheus: Path | None = None,
+) -> int:
     """Test ``current`` (an inference log) in windows; return the exit status."""
     try:
         texts = read_current(current)
@@ -102,6 +120,8 @@ def run_cli(current: Path, params: dict[str, Any], out: Path, model: Path = path
     write_json(
         out, {"current": str(current), **verdict, "windows_detail": [summary(r) for r in results]}
     )
+    if prometheus is not None:
+        write_drift_metrics(prometheus, results, verdict)
     print(f"drift: {json.dumps(verdict)} -> {out}")
     if verdict["retrain"]:
         return EXIT_RETRAIN
@@ -119,13 +139,18 @@ def main() -> None:
         help="model that scores the windows: the one that served them, e.g. the directory "
         "`python -m sentiment.registry download --out DIR` writes (default: models/champion)",
     )
+    parser.add_argument(
+        "--prometheus",
+        type=Path,
+        help="with --current: also write the verdicts as a .prom file (textfile collector)",
+    )
     args = parser.parse_args()
     params = load_params("drift")
     if args.current is None:
         report = run_stage(params)
         print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
         return
-    sys.exit(run_cli(args.current, params, args.out, args.model))
+    sys.exit(run_cli(args.current, params, args.out, args.model, args.prometheus))
 
 
 if __name__ == "__main__":

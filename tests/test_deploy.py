@@ -1,14 +1,12 @@
 """The team stack's compose file is valid Compose, and agrees with the project: the drivers
 its MLflow server installs are the lock's, the job consumers are off, Prometheus scrapes the
-service where it listens, and every variable it sets is one the code reads."""
+service and the drift file where they listen, and every variable it sets is one the code reads."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from tests.conftest import BIN, REPO
@@ -40,6 +38,8 @@ def test_the_compose_file_is_valid_compose() -> None:
         "mlflow",
         "sentiment",
         "prometheus",
+        "node-exporter",
+        "grafana",
     }
 
 
@@ -55,19 +55,32 @@ def test_the_tracking_server_runs_as_the_tests_run_it() -> None:
     assert LOCK["mlflow"] == version, "the server runs the client's MLflow version"
 
 
-def test_prometheus_scrapes_the_service_where_it_listens() -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    targets = [
-        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
-    ]
-    service = COMPOSE["services"]["sentiment"]
-    port = service["ports"][0].split(":")[1]
-    assert targets == [f"sentiment:{port}"]
-    assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian's prometheus package has it)")
-    subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus.yml")], check=True)
+def test_prometheus_scrapes_the_service_and_the_drift_file_where_they_listen() -> None:
+    """The config, rules and reference figures mounted where monitoring/prometheus.yml
+    looks; targets at the ports the stack's services listen on (promtool: test_monitoring)."""
+    config = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: (job.get("metrics_path", "/metrics"), job["static_configs"][0]["targets"])
+        for job in config["scrape_configs"]
+    }
+    services = COMPOSE["services"]
+    service_port = services["sentiment"]["ports"][0].split(":")[1]
+    exporter_port = services["node-exporter"]["ports"][0].split(":")[1]
+    assert targets == {
+        "sentiment": ("/metrics", [f"sentiment:{service_port}"]),
+        "drift": ("/metrics", [f"node-exporter:{exporter_port}"]),
+    }
+    mounts = dict(v.rsplit(":", 2)[:2] for v in services["prometheus"]["volumes"])
+    assert mounts == {
+        "../monitoring/prometheus.yml": "/etc/prometheus/prometheus.yml",
+        "../monitoring/rules": "/etc/prometheus/rules",
+        "../reports/drift/reference.rules.yml": "/etc/prometheus/reference/reference.rules.yml",
+    }
+    assert config["rule_files"] == ["rules/*.yml", "reference/*.yml"]
+    for source in mounts:
+        assert (DEPLOY / source).resolve().is_relative_to(REPO)
+    textfile = services["node-exporter"]["command"][0].split("=", 1)[1]
+    assert services["node-exporter"]["volumes"] == [f"drift-metrics:{textfile}:ro"]
 
 
 def test_the_service_variables_are_ones_the_service_reads() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -175,10 +176,20 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
         for t in setting["imdb"][:400]
     ]
     log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    code = drift_stage.run_cli(log, PARAMS, tmp_path / "out" / "report.json")
+    prom = tmp_path / "textfile" / "drift.prom"
+    code = drift_stage.run_cli(log, PARAMS, tmp_path / "out" / "report.json", prometheus=prom)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["windows"] == 2 and report["retrain"]
     assert code == drift_stage.EXIT_RETRAIN
+    exposed = {
+        (s.name, s.labels.get("test")): s.value
+        for family in text_string_to_metric_families(prom.read_text())
+        for s in family.samples
+    }
+    assert exposed[("sentiment_drift_retrain", None)] == 1
+    last = report["windows_detail"][-1]["tests"]
+    for test, result in last.items():
+        assert exposed[("sentiment_drift_p_value", test)] == pytest.approx(result["p_adjusted"])
     quiet = tmp_path / "quiet.parquet"
     pd.DataFrame({"text": setting["held"][:200]}).to_parquet(quiet)
     assert drift_stage.run_cli(quiet, PARAMS, tmp_path / "q.json") in (
