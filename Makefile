@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-fast lint lock clean serve bento promote rollback deploy exp score drift report
+.PHONY: help run test test-fast lint lock clean serve bento promote rollback deploy exp score drift report ingest
 
 ## help: list the targets
 help:
@@ -86,6 +86,11 @@ deploy: $(VENV)/.installed
 ## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet
 score: $(VENV)/.installed
 	$(BIN)/python -m sentiment.score --model sentiment:latest --input $(INPUT) --output $(OUTPUT)
+
+## ingest: append new rated reviews to the raw data: make ingest INPUT=new-reviews.csv (then make run)
+ingest: $(VENV)/.installed
+	@test -n "$(INPUT)" || { echo 'make ingest: set INPUT=FILE (CSV, Parquet or JSONL with text and rating)'; exit 1; }
+	$(BIN)/python -m sentiment.ingest --input "$(INPUT)"
 
 ## drift: test an inference log for drift: make drift LOG=inference-log/predictions.jsonl
 drift: $(VENV)/.installed
