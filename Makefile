@@ -64,9 +64,9 @@ EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer
 exp: $(VENV)/.installed
 	$(BIN)/dvc exp show --only-changed --drop '$(EXP_COLUMNS)'
 
-## serve: serve the promoted model (BentoML store model `sentiment`) on http://127.0.0.1:3000
+## serve: serve the promoted model (BentoML store model `sentiment`) on http://127.0.0.1:3000, following promotions
 serve: $(VENV)/.installed
-	$(BIN)/bentoml serve service:Sentiment --host 127.0.0.1 --port 3000
+	SENTIMENT_FOLLOW_PRODUCTION=$${SENTIMENT_FOLLOW_PRODUCTION:-1} $(BIN)/bentoml serve service:Sentiment --host 127.0.0.1 --port 3000
 
 ## bento: build the bento; prints its tag and the generated Dockerfile
 bento: $(VENV)/.installed

@@ -7,6 +7,12 @@ which scores through the same ``sentiment.models.predictor`` code as evaluate an
 Environment:
 - ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
   gate exported last);
+- ``SENTIMENT_FOLLOW_PRODUCTION`` (0; ``make serve`` sets 1): follow that tag in the store,
+  checked every ``SENTIMENT_FOLLOW_INTERVAL_S`` (5) seconds: a promotion, rollback or deploy
+  is loaded, checked and swapped in between batches, without a restart
+  (``sentiment/serving/follow.py``); ``/readyz`` names the answering version in its
+  ``x-model-version`` header. Off in the container image, which serves the model it was
+  built with;
 - ``SENTIMENT_MAX_CHARS`` (5000), ``SENTIMENT_MAX_BATCH`` (256) and
   ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``sentiment/serving/request_guard.py``
   enforces them before BentoML reads a request, and ``/docs.json`` declares them);
@@ -49,6 +55,8 @@ import bentoml
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from sentiment.serving.follow import Follower, Serving
+from sentiment.serving.readiness import VersionHeader
 from sentiment.serving.request_guard import RequestGuard, Route, request_schema
 from sentiment.serving.rules import (
     VISIBLE,
@@ -60,6 +68,8 @@ from sentiment.serving.rules import (
 )
 
 MODEL_TAG = os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")
+FOLLOW_PRODUCTION = os.environ.get("SENTIMENT_FOLLOW_PRODUCTION", "0") == "1"
+FOLLOW_INTERVAL_S = float(os.environ.get("SENTIMENT_FOLLOW_INTERVAL_S", "5"))
 MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
 MAX_BODY_BYTES = int(os.environ.get("SENTIMENT_MAX_BODY_BYTES", str(2**20)))
@@ -231,40 +241,75 @@ class SentimentModel:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        from sentiment.models.files import bento_model_dir
-        from sentiment.models.predictor import load_predictor
-
         # ONNX Runtime's threads must not spin-wait here: the API workers share the cores
         # (bench.serve_load at concurrency 16: 90 req/s with spinning on 1.86 cores; without,
         # 90 and 115 req/s in two runs, on 1.63 and 1.65 cores).
         os.environ.setdefault("SENTIMENT_ONNX_SPIN", "0")
-        self.predictor = load_predictor(bento_model_dir(self.model_ref))
-        self.threshold = self.predictor.meta.get("threshold")
-        self.names = label_names(self.predictor.meta, f"BentoML model {self.model_ref.tag}")
-        labels = self.model_ref.info.labels
-        self.version = labels.get("registry_version") or str(self.model_ref.tag.version)
+        self.serving = load_serving(self.model_ref)
         self.scored = bentoml.metrics.Counter(
             name="sentiment_model_texts_total",
             documentation="Texts scored by the model service",
         )
         defer_sigterm(api_workers_alive, at_most_s=MODEL_DRAIN_S)
+        if FOLLOW_PRODUCTION:
+
+            def swap(serving: Serving) -> None:
+                self.serving = serving  # one reference: a batch reads it once
+
+            Follower(
+                self.serving,
+                resolve=lambda: str(bentoml.models.get(MODEL_TAG).tag),
+                load=lambda tag: load_serving(bentoml.models.get(tag)),
+                swap=swap,
+            ).start(FOLLOW_INTERVAL_S)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         from sentiment.models.predictor import decide
 
-        proba = self.predictor.predict_proba(texts)
-        labels = decide(proba, self.threshold)
+        serving = self.serving  # the whole batch on one model, even if a swap comes meanwhile
+        proba = serving.predictor.predict_proba(texts)
+        labels = decide(proba, serving.threshold)
         self.scored.inc(len(texts))
         return [
             {
-                "label": self.names[label],
-                "score": float(p[1] if len(self.names) == 2 else p[label]),
+                "label": serving.names[label],
+                "score": float(p[1] if len(serving.names) == 2 else p[label]),
                 "confidence": float(p[label]),
-                "model_version": self.version,
+                "model_version": serving.version,
             }
             for label, p in zip(labels, proba, strict=True)
         ]
+
+    @bentoml.api
+    def version(self) -> str:
+        """The registry version answering now."""
+        return self.serving.version
+
+
+def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
+    """A store model loaded for serving, after its files matched their sha256 record."""
+    from sentiment.models.files import bento_model_dir
+    from sentiment.models.predictor import load_predictor
+
+    predictor = load_predictor(bento_model_dir(model))
+    names = label_names(predictor.meta, f"BentoML model {model.tag}")
+    version = model.info.labels.get("registry_version") or str(model.tag.version)
+    return Serving(str(model.tag), version, predictor, predictor.meta.get("threshold"), names)
+
+
+ANSWERING: dict[str, Sentiment] = {}  # this API worker's service, once it has started
+
+
+async def answering_version() -> str | None:
+    """The version the model service answers with now (None when it cannot tell)."""
+    api = ANSWERING.get("service")
+    if api is None:
+        return None
+    try:  # the client is set up on first use, not when the service starts
+        return await asyncio.wait_for(api.model.to_async.version(), 5)
+    except Exception:  # a probe must answer whatever the model service does
+        return None
 
 
 @bentoml.service(workers=API_WORKERS, traffic={"timeout": 60, "max_concurrency": 1024})
@@ -275,6 +320,7 @@ class Sentiment:
 
     def __init__(self) -> None:
         bound_sigterm(API_STOP_S)
+        ANSWERING["service"] = self
         self.log = inference_logger()
         self.predictions = bentoml.metrics.Counter(
             name="sentiment_predictions_total",
@@ -348,3 +394,5 @@ if os.environ.get("SENTIMENT_API_TOKEN"):
 # After the token check (middlewares added first run first): refuse what is not a valid
 # request before BentoML reads it.
 Sentiment.add_asgi_middleware(RequestGuard, routes=ROUTES, max_body=MAX_BODY_BYTES)
+# Last: `/readyz` answers with the version the model service answers with now.
+Sentiment.add_asgi_middleware(VersionHeader, version=answering_version)

@@ -46,8 +46,9 @@ def get(url: str, **kwargs) -> httpx.Response:
     return httpx.get(url, verify=TLS, **kwargs)
 
 
-def export_model(home: Path, model_dir: Path) -> None:
-    """Export a model directory into the BentoML store at ``home``, as the gate does.
+def export_model(home: Path, model_dir: Path, version: str = "7") -> None:
+    """Export a model directory into the BentoML store at ``home``, as the gate does, as
+    registry version ``version``.
 
     In a subprocess: BentoML fixes its store when first imported in a process.
     """
@@ -55,10 +56,10 @@ def export_model(home: Path, model_dir: Path) -> None:
         "import sys; from pathlib import Path; "
         "from sentiment.registry.store import export_to_bentoml; "
         "from sentiment.models.files import file_digests; d = Path(sys.argv[1]); "
-        "export_to_bentoml(d, 'sentiment', '7', file_digests(d), {})"
+        "export_to_bentoml(d, 'sentiment', sys.argv[2], file_digests(d), {})"
     )
     subprocess.run(
-        [sys.executable, "-c", code, str(model_dir)],
+        [sys.executable, "-c", code, str(model_dir), version],
         cwd=REPO,
         check=True,
         env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
