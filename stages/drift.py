@@ -145,6 +145,8 @@ def main() -> None:
         help="with --current: also write the verdicts as a .prom file (textfile collector)",
     )
     args = parser.parse_args()
+    if args.prometheus is not None and args.current is None:
+        parser.error("--prometheus needs --current (the stage itself writes no .prom file)")
     params = load_params("drift")
     if args.current is None:
         report = run_stage(params)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -199,6 +201,19 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
     assert drift_stage.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
         drift_stage.EXIT_BAD_INPUT
     )
+
+
+def test_prometheus_output_needs_an_inference_log() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.drift", "--prometheus", "drift.prom"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith(
+        "error: --prometheus needs --current (the stage itself writes no .prom file)"
+    )
+    assert not (REPO / "drift.prom").exists()
 
 
 def test_a_window_predicted_all_one_class_is_flagged() -> None:
