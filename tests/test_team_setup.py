@@ -48,8 +48,11 @@ BOTO_CREDENTIALS = {
 
 
 def set_trials(project: Path, n_trials: int) -> None:
+    """The study's total, with time enough to reach it however busy the machine is (with
+    tune.timeout at 60 s a loaded CI machine once stopped at 236 of 400 trials)."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["tune"]["n_trials"] = n_trials
+    params["tune"]["timeout"] = 600
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -110,7 +113,8 @@ def test_a_worker_killed_mid_trial_does_not_leave_the_study_short(
     monkeypatch.setenv("OPTUNA_STORAGE", storage)
     tracking.configure()
     search.search(TUNE, storage, study_of_name(), None, tune.INPUTS, n_trials=0)
-    total = 400
+    total = 200  # long enough for the orphan to go stale and be retried (15 s)
+    set_trials(tiny_project, total)
     orphan = None
     for _ in range(5):  # until the kill lands inside a trial
         worker = tune_process("--worker", "--n-trials", str(total))
