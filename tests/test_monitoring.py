@@ -159,6 +159,7 @@ def test_the_dashboard_and_the_stack_agree_with_the_rules() -> None:
     for _, expr in panel_queries():
         for name in re.findall(r"sentiment:[\w:]+", expr):
             assert name in recorded, f"the dashboard reads {name}, which no rule records"
+    assert len(DASHBOARD["panels"]) == 10  # as docs/monitoring.md counts them
     topics = " ".join(p["title"] for p in DASHBOARD["panels"]).lower()
     for topic in ("requests", "latency", "error", "batch", "label", "confidence", "length"):
         assert topic in topics
