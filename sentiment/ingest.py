@@ -43,19 +43,19 @@ def read_rated(path: Path) -> pd.DataFrame:
     """The input file with its columns named as in the raw file; text and rating required."""
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file")
-    try:
-        if path.suffix == ".csv":
-            frame = read_csv(path)
-        elif path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif path.suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-        else:
-            raise DataValidationError(f"{path}: not .csv, .parquet or .jsonl")
-    except (ValueError, OSError) as err:
-        if isinstance(err, DataValidationError):
-            raise
-        raise DataValidationError(f"{path}: cannot read it: {err}") from err
+    if path.suffix == ".csv":
+        frame = read_csv(path)  # its own one-line errors
+    elif path.suffix in (".parquet", ".jsonl"):
+        try:
+            frame = (
+                pd.read_parquet(path)
+                if path.suffix == ".parquet"
+                else pd.read_json(path, lines=True, dtype=False)
+            )
+        except (ValueError, OSError) as err:
+            raise DataValidationError(f"{path}: cannot read it: {err}") from err
+    else:
+        raise DataValidationError(f"{path}: not .csv, .parquet or .jsonl")
     frame = frame.rename(columns=ALIASES)
     missing = [name for name in ("text", "rating") if ALIASES[name] not in frame.columns]
     if missing:

@@ -4,7 +4,6 @@ keeps every earlier row in its split and the gate decides on the grown test spli
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -18,12 +17,10 @@ import yaml
 from sentiment.data.splits import RATING, TEXT, DataValidationError, read_ood
 from sentiment.data.text import clean_text
 from sentiment.ingest import ingest
+from sentiment.tracking import dvc_md5
 from tests.conftest import RAW_DATA, REPO, copy_project, project_env, sh
 from tests.test_prepare import check_growth, write_raw
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+from tests.test_score import write_frame
 
 
 @pytest.fixture
@@ -52,23 +49,13 @@ def rated(n: int, start: int = 0) -> pd.DataFrame:
     )
 
 
-def written(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(path)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     project: Path, tmp_path: Path, suffix: str
 ) -> None:
     raw = project / "data" / "raw" / "reviews.csv"
     before = raw.read_bytes()
-    summary = ingest(written(rated(30), tmp_path / f"new{suffix}"), raw)
+    summary = ingest(write_frame(rated(30), tmp_path / f"new{suffix}"), raw)
     assert summary == {
         "appended": 30,
         "skipped": {},
@@ -83,7 +70,7 @@ def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     assert grown["Review Title"].iloc[60:].eq("from the shop").all()
     assert grown["Reviewer Name"].iloc[60:].isna().all()  # no personal data taken in
     [out] = yaml.safe_load((raw.parent / "reviews.csv.dvc").read_text())["outs"]
-    assert out["md5"] == md5(raw) and out["size"] == raw.stat().st_size
+    assert out["md5"] == dvc_md5(raw) and out["size"] == raw.stat().st_size
     assert out["desc"] == "Flipkart reviews" and out["meta"] == {"licence": "MIT"}
     assert "up to date" in sh(project, "dvc", "status").stdout
     assert (
@@ -99,7 +86,7 @@ def test_a_file_with_a_bad_row_is_refused_whole(project: Path, tmp_path: Path) -
     bad.loc[3, "rating"] = 7
     bad.loc[11, "text"] = "   "
     with pytest.raises(DataValidationError) as refused:
-        ingest(written(bad, tmp_path / "bad.csv"), raw)
+        ingest(write_frame(bad, tmp_path / "bad.csv"), raw)
     assert str(refused.value) == (
         f"{tmp_path / 'bad.csv'}: 2 of 20 rows are not usable (row 4: bad_rating, "
         "row 12: empty_text); nothing was appended (--skip-invalid appends the others)"
@@ -135,7 +122,7 @@ def test_a_failed_dvc_record_puts_the_old_file_back(project: Path, tmp_path: Pat
     before = raw.read_bytes()
     (raw.parent / "reviews.csv.dvc").unlink()  # nothing to commit to: DVC refuses
     with pytest.raises(Exception, match=r"reviews\.csv\.dvc"):
-        ingest(written(rated(5), tmp_path / "new.csv"), raw)
+        ingest(write_frame(rated(5), tmp_path / "new.csv"), raw)
     assert raw.read_bytes() == before
 
 
@@ -143,7 +130,7 @@ def test_the_command_prints_one_line_and_fails_in_one(project: Path, tmp_path: P
     command = [sys.executable, "-m", "sentiment.ingest", "--input"]
     env = {**project_env(project), "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [*command, str(written(rated(4), tmp_path / "new.csv"))],
+        [*command, str(write_frame(rated(4), tmp_path / "new.csv"))],
         cwd=project, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -206,7 +193,7 @@ def test_ingested_reviews_reach_the_gate_on_the_grown_split(
             "rating": [5 if y else 1 for y in amazon["label"]] + [4] * len(earlier),
         }
     )
-    written(new, root / "new-reviews.jsonl")
+    write_frame(new, root / "new-reviews.jsonl")
     sh(root, "python", "-m", "sentiment.ingest", "--input", "new-reviews.jsonl")
     sh(root, "dvc", "repro", "gate", timeout=1500)
 
@@ -216,7 +203,7 @@ def test_ingested_reviews_reach_the_gate_on_the_grown_split(
     grown_test = pd.read_parquet(root / "data" / "prepared" / "test.parquet")
     assert len(grown_test) > len(old_test)
     decision = json.loads((root / "reports" / "gate" / "decision.json").read_text())
-    grown_md5 = md5(root / "data" / "prepared" / "test.parquet")
+    grown_md5 = dvc_md5(root / "data" / "prepared" / "test.parquet")
     assert decision["data_md5"]["data/prepared/test.parquet"] == grown_md5
-    assert grown_md5 != md5(before / "test.parquet")
+    assert grown_md5 != dvc_md5(before / "test.parquet")
     assert decision["rules"]["min_f1"]["candidate"] > 0  # scored on the grown split

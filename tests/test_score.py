@@ -26,8 +26,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model(tmp_path_factory.mktemp("model") / "classical", 6)
 
 
-def write_input(path: Path, texts: list) -> Path:
-    df = pd.DataFrame({"id": range(len(texts)), "Review text": texts})
+def write_frame(df: pd.DataFrame, path: Path) -> Path:
+    """``df`` as CSV, Parquet or JSON Lines, by ``path``'s suffix."""
     if path.suffix == ".csv":
         df.to_csv(path, index=False)
     elif path.suffix == ".parquet":
@@ -35,6 +35,10 @@ def write_input(path: Path, texts: list) -> Path:
     else:
         df.to_json(path, orient="records", lines=True)
     return path
+
+
+def write_input(path: Path, texts: list) -> Path:
+    return write_frame(pd.DataFrame({"id": range(len(texts)), "Review text": texts}), path)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
