@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from sentiment.serving.follow import Follower, Serving, should_load
-from tests.conftest import stop_group, wait_ready
+from tests.conftest import REPO, stop_group, wait_ready
 from tests.test_gate import make_model
 from tests.test_service import TLS, crafted, export_model, get, serve
 
@@ -58,6 +59,13 @@ def test_an_unreadable_store_keeps_the_model() -> None:
 
     follower = Follower(serving("sentiment:a"), resolve, serving, lambda s: None)
     assert follower.poll() is None and follower.serving == "sentiment:a"
+
+
+def test_make_serve_follows_and_the_image_does_not() -> None:
+    serve_recipe = (REPO / "Makefile").read_text().split("\nserve:", 1)[1].split("\n\n", 1)[0]
+    assert "SENTIMENT_FOLLOW_PRODUCTION=$${SENTIMENT_FOLLOW_PRODUCTION:-1}" in serve_recipe
+    image_env = yaml.safe_load((REPO / "bentofile.yaml").read_text())["docker"]["env"]
+    assert image_env["SENTIMENT_FOLLOW_PRODUCTION"] == "0"
 
 
 def answering(url: str) -> str | None:

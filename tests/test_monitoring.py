@@ -286,3 +286,25 @@ def test_the_docs_list_every_alert_with_its_wait_and_severity() -> None:
         assert table[name][1] == rule["labels"]["severity"]
         assert f"`{name}`" in section, f"the README's Monitoring section misses {name}"
     assert set(table) == {rule["alert"] for rule in rules("alert")}
+
+
+THRESHOLDS = {  # alert: (its comparison in the rule, how the README and docs say it)
+    "SentimentErrorRatioHigh": ("> 0.01", "1 %"),
+    "SentimentLatencyOverBudget": ("> 0.3", "300 ms"),
+    "SentimentPositiveShareMoved": ("> 0.1", "10 points"),
+    "SentimentConfidenceMoved": ("> 0.05", "0.05"),
+}
+
+
+def test_the_readme_states_the_rules_thresholds_and_waits() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = " ".join(readme[readme.index("## Monitoring") : readme.index("## Layout")].split())
+    docs = (REPO / "docs" / "monitoring.md").read_text()
+    for rule in rules("alert"):
+        if "for" in rule:
+            assert f"{rule['for'].removesuffix('m')} minutes" in section, rule["alert"]
+        if rule["alert"] in THRESHOLDS:
+            comparison, said = THRESHOLDS[rule["alert"]]
+            assert comparison in rule["expr"] and said in section, rule["alert"]
+            row = next(line for line in docs.splitlines() if f"`{rule['alert']}`" in line)
+            assert said in row, rule["alert"]
