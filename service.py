@@ -1,8 +1,9 @@
 """BentoML service for the promoted sentiment model.
 
-Two services: ``Sentiment`` is the HTTP API (validation, metrics, inference log) and funnels
-every request into ``SentimentModel.classify``, one batchable method with adaptive batching,
-which scores through the same ``sentiment.models.predictor`` code as evaluate and the gate.
+One service: ``POST /predict`` and ``POST /predict_batch`` validate, score, count and log.
+Texts of concurrent requests are scored together, one batch at a time, in this process
+(``sentiment/serving/batcher.py``), through the same ``sentiment.models.predictor`` code as
+evaluate and the gate.
 
 Environment:
 - ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
@@ -16,20 +17,15 @@ Environment:
 - ``SENTIMENT_MAX_CHARS`` (5000), ``SENTIMENT_MAX_BATCH`` (256) and
   ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``sentiment/serving/request_guard.py``
   enforces them before BentoML reads a request, and ``/docs.json`` declares them);
-- ``SENTIMENT_API_WORKERS`` (1): processes of the HTTP API (the model service has one);
-- ``SENTIMENT_ONNX_SPIN`` (0 in the model service): whether ONNX Runtime's threads spin-wait
-  between calls (faster alone, slower beside the API workers on the same cores);
-- ``SENTIMENT_STOP_TIMEOUT_S`` (6): on SIGTERM each API worker stops accepting, finishes the
-  requests it accepted and exits, or is ended this long after the signal; the model service
-  (stopped at the same time) keeps scoring until the API workers have exited, at most one
-  second longer;
-- ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (60): bound on one call to the model service; it must
-  exceed the batching window (10 s), so a call that times out is never resent;
+  ``SENTIMENT_MAX_BATCH`` also bounds the texts of one model call;
+- ``SENTIMENT_WORKERS`` (one per core): processes, each with its own model, batches and log,
+  scoring with ``SENTIMENT_ONNX_THREADS`` (cores / workers) ONNX Runtime threads that do not
+  spin-wait (``SENTIMENT_ONNX_SPIN``, 0 here);
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
   (``sentiment/serving/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
   ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
 - ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
-  ``inference-log/predictions.jsonl``; ``off`` disables it): each API worker writes its own
+  ``inference-log/predictions.jsonl``; ``off`` disables it): each worker writes its own
   file, ``predictions.worker-<n>.jsonl``, rotated at ``SENTIMENT_INFERENCE_LOG_MAX_BYTES``
   (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5); texts are logged with e-mail
   addresses, URLs and phone numbers replaced (``SENTIMENT_LOG_REDACT``: ``all``, ``off`` or a
@@ -38,23 +34,17 @@ Environment:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import logging.handlers
 import os
-import signal
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-import aiohttp
 import bentoml
-import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from sentiment.serving.batcher import Batcher
 from sentiment.serving.follow import Follower, Serving
 from sentiment.serving.readiness import VersionHeader
 from sentiment.serving.request_guard import RequestGuard, Route, request_schema
@@ -73,18 +63,8 @@ FOLLOW_INTERVAL_S = float(os.environ.get("SENTIMENT_FOLLOW_INTERVAL_S", "5"))
 MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
 MAX_BODY_BYTES = int(os.environ.get("SENTIMENT_MAX_BODY_BYTES", str(2**20)))
-API_WORKERS = int(os.environ.get("SENTIMENT_API_WORKERS", "1"))
-BATCH_WINDOW_MS = 10_000  # the longest a text waits in the model service's batching queue
-CONNECTION_RETRIES = 4
-MODEL_CALL_TIMEOUT_S = float(os.environ.get("SENTIMENT_MODEL_CALL_TIMEOUT_S", "60"))
-if MODEL_CALL_TIMEOUT_S <= BATCH_WINDOW_MS / 1000:
-    raise ValueError(
-        f"SENTIMENT_MODEL_CALL_TIMEOUT_S={MODEL_CALL_TIMEOUT_S:g} must exceed the batching "
-        f"window ({BATCH_WINDOW_MS / 1000:g} s): a call timed out while queued would be lost"
-    )
+WORKERS = int(os.environ.get("SENTIMENT_WORKERS", "0")) or os.cpu_count() or 1
 REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
-API_STOP_S = float(os.environ.get("SENTIMENT_STOP_TIMEOUT_S", "6"))
-MODEL_DRAIN_S = API_STOP_S + 1  # the model service outlives the API workers
 
 ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
@@ -127,81 +107,8 @@ ROUTES = {
 }
 
 
-def api_workers_alive() -> bool:
-    """Whether a worker of this server other than the model service's is still running.
-
-    The workers are the children of BentoML's arbiter; the model service's own carry its
-    class name on their command line.
-    """
-    me = psutil.Process()
-    parent = me.parent()
-    for sibling in parent.children() if parent else []:
-        try:
-            if sibling.pid == me.pid or sibling.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if SentimentModel.name not in " ".join(sibling.cmdline()):
-                return True
-        except psutil.Error:  # exited meanwhile
-            continue
-    return False
-
-
-def defer_sigterm(busy: Callable[[], bool], at_most_s: float) -> None:
-    """Pass SIGTERM on to the server's own handler once ``busy()`` is false, or
-    ``at_most_s`` after the signal (main thread only).
-
-    BentoML's arbiter stops every service at once; without this the model service would
-    close while the API still has accepted requests to score (seen as 500s in a test).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    stop = signal.getsignal(signal.SIGTERM)
-    if not callable(stop):
-        return
-
-    def drain_then_stop(signum: int, frame: object) -> None:
-        deadline = time.monotonic() + at_most_s
-        try:
-            while time.monotonic() < deadline and busy():
-                time.sleep(0.05)
-        finally:  # whatever happens, the server stops
-            stop(signum, frame)
-
-    def later(signum: int, frame: object) -> None:
-        threading.Thread(target=drain_then_stop, args=(signum, frame), daemon=True).start()
-
-    signal.signal(signal.SIGTERM, later)
-
-
-def bound_sigterm(seconds: float) -> None:
-    """On SIGTERM, start the server's graceful stop at once and end the process
-    ``seconds`` later if it has not ended by then (main thread only).
-
-    Stopping gracefully, an API worker waits for every request it accepted; one whose call
-    to the model hangs kept it alive for close to a minute in tests. Past the bound, what
-    is still open is dropped, as an orchestrator's SIGKILL would, but on time.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    stop = signal.getsignal(signal.SIGTERM)
-    if not callable(stop):
-        return
-
-    def force_exit() -> None:
-        logging.shutdown()  # flush the inference log: no half-written line
-        os._exit(1)
-
-    def stop_within(signum: int, frame: object) -> None:
-        timer = threading.Timer(seconds, force_exit)
-        timer.daemon = True  # a worker that ended in time does not wait for it
-        timer.start()
-        stop(signum, frame)
-
-    signal.signal(signal.SIGTERM, stop_within)
-
-
 def inference_logger() -> logging.Logger | None:
-    """A JSONL logger with size-based rotation, one file per API worker, or None when off."""
+    """A JSONL logger with size-based rotation, one file per worker, or None when off."""
     path = os.environ.get("SENTIMENT_INFERENCE_LOG", "inference-log/predictions.jsonl")
     if path.lower() in ("", "off", "false", "0"):
         return None
@@ -227,101 +134,33 @@ def inference_logger() -> logging.Logger | None:
 
 
 @bentoml.service(
-    workers=1,
+    workers=WORKERS,
     traffic={"timeout": 60, "max_concurrency": 1024},
-    # The caller's client recycles its HTTP session every 100 calls by default, closing
-    # calls still in flight: under load they fail or hang and are retried (in trials that
-    # cost 16 % of req/s at concurrency 16, 45 % at 64). `Sentiment` logs every call.
-    runner_connection={"max_requests": 2**31, "max_age": 86_400.0},
-    logging={"access": {"enabled": False}},
+    logging={"access": {"enabled": False}},  # the inference log records every prediction
 )
-class SentimentModel:
-    """The model runner: one batchable method, adaptive batching across all requests."""
+class Sentiment:
+    """``POST /predict`` and ``POST /predict_batch``; health, metrics and docs from BentoML."""
 
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        # ONNX Runtime's threads must not spin-wait here: the API workers share the cores
-        # (bench.serve_load at concurrency 16: 90 req/s with spinning on 1.86 cores; without,
-        # 90 and 115 req/s in two runs, on 1.63 and 1.65 cores).
+        # The workers share the cores: each scores on its share, without spin-waiting
+        # (bench.serve_load on 2 cores: see docs/benchmarks.md).
+        os.environ.setdefault(
+            "SENTIMENT_ONNX_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS))
+        )
         os.environ.setdefault("SENTIMENT_ONNX_SPIN", "0")
         self.serving = load_serving(self.model_ref)
-        self.scored = bentoml.metrics.Counter(
-            name="sentiment_model_texts_total",
-            documentation="Texts scored by the model service",
-        )
-        defer_sigterm(api_workers_alive, at_most_s=MODEL_DRAIN_S)
-        if FOLLOW_PRODUCTION:
-
-            def swap(serving: Serving) -> None:
-                self.serving = serving  # one reference: a batch reads it once
-
-            Follower(
-                self.serving,
-                resolve=lambda: str(bentoml.models.get(MODEL_TAG).tag),
-                load=lambda tag: load_serving(bentoml.models.get(tag)),
-                swap=swap,
-            ).start(FOLLOW_INTERVAL_S)
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_WINDOW_MS)
-    def classify(self, texts: list[str]) -> list[dict]:
-        from sentiment.models.predictor import decide
-
-        serving = self.serving  # the whole batch on one model, even if a swap comes meanwhile
-        proba = serving.predictor.predict_proba(texts)
-        labels = decide(proba, serving.threshold)
-        self.scored.inc(len(texts))
-        return [
-            {
-                "label": serving.names[label],
-                "score": float(p[1] if len(serving.names) == 2 else p[label]),
-                "confidence": float(p[label]),
-                "model_version": serving.version,
-            }
-            for label, p in zip(labels, proba, strict=True)
-        ]
-
-    @bentoml.api
-    def version(self) -> str:
-        """The registry version answering now."""
-        return self.serving.version
-
-
-def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
-    """A store model loaded for serving, after its files matched their sha256 record."""
-    from sentiment.models.files import bento_model_dir
-    from sentiment.models.predictor import load_predictor
-
-    predictor = load_predictor(bento_model_dir(model))
-    names = label_names(predictor.meta, f"BentoML model {model.tag}")
-    version = model.info.labels.get("registry_version") or str(model.tag.version)
-    return Serving(str(model.tag), version, predictor, predictor.meta.get("threshold"), names)
-
-
-ANSWERING: dict[str, Sentiment] = {}  # this API worker's service, once it has started
-
-
-async def answering_version() -> str | None:
-    """The version the model service answers with now (None when it cannot tell)."""
-    api = ANSWERING.get("service")
-    if api is None:
-        return None
-    try:  # the client is set up on first use, not when the service starts
-        return await asyncio.wait_for(api.model.to_async.version(), 5)
-    except Exception:  # a probe must answer whatever the model service does
-        return None
-
-
-@bentoml.service(workers=API_WORKERS, traffic={"timeout": 60, "max_concurrency": 1024})
-class Sentiment:
-    """``POST /predict`` and ``POST /predict_batch``; health, metrics and docs from BentoML."""
-
-    model = bentoml.depends(SentimentModel)
-
-    def __init__(self) -> None:
-        bound_sigterm(API_STOP_S)
-        ANSWERING["service"] = self
+        self.batcher = Batcher(self.classify, MAX_BATCH)
         self.log = inference_logger()
+        self.scored = bentoml.metrics.Counter(
+            name="sentiment_model_texts_total", documentation="Texts scored by the model"
+        )
+        self.batch_size = bentoml.metrics.Histogram(
+            name="sentiment_batch_size",
+            documentation="Texts per model call (concurrent requests scored together)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
         self.predictions = bentoml.metrics.Counter(
             name="sentiment_predictions_total",
             documentation="Predictions by label and by the model version that answered",
@@ -337,40 +176,56 @@ class Sentiment:
             documentation="Length of scored texts",
             buckets=(10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
+        ANSWERING["service"] = self
+        if FOLLOW_PRODUCTION:
 
-    async def _classify(self, texts: list[str]) -> list[dict]:
-        """Call the model service; resend only a call that never reached it.
+            def swap(serving: Serving) -> None:
+                self.serving = serving  # one reference: a batch reads it once
 
-        BentoML 1.4's internal client can reuse a connection the model server has already
-        closed (bentoml/BentoML#4971, fix pending in PR #5698): the call fails before the
-        model service accepts it, so resending it scores nothing twice. A call that takes
-        longer than ``SENTIMENT_MODEL_CALL_TIMEOUT_S`` (above the batching window) is not
-        resent: the client gets 503.
-        """
-        for attempt in range(CONNECTION_RETRIES):
-            try:
-                return await asyncio.wait_for(
-                    self.model.to_async.classify(texts), MODEL_CALL_TIMEOUT_S
-                )
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.01 * 2**attempt)
-            except TimeoutError as err:
-                raise bentoml.exceptions.ServiceUnavailable("the model did not answer") from err
-        return await self.model.to_async.classify(texts)
+            Follower(
+                self.serving,
+                resolve=lambda: str(bentoml.models.get(MODEL_TAG).tag),
+                load=lambda tag: load_serving(bentoml.models.get(tag)),
+                swap=swap,
+            ).start(FOLLOW_INTERVAL_S)
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """One model call for a batch (in the batcher's thread)."""
+        from sentiment.models.predictor import decide
+
+        serving = self.serving  # the whole batch on one model, even if a swap comes meanwhile
+        proba = serving.predictor.predict_proba(texts)
+        labels = decide(proba, serving.threshold)
+        self.scored.inc(len(texts))
+        self.batch_size.observe(len(texts))
+        return [
+            {
+                "label": serving.names[label],
+                "score": float(p[1] if len(serving.names) == 2 else p[label]),
+                "confidence": float(p[label]),
+                "model_version": serving.version,
+            }
+            for label, p in zip(labels, proba, strict=True)
+        ]
 
     async def _score(self, texts: list[str]) -> list[Prediction]:
-        results = await self._classify(texts)
+        results = await self.batcher(texts)
         now = datetime.now(UTC).isoformat()
+        predictions = []
         for text, result in zip(texts, results, strict=True):
             self.predictions.labels(
                 label=result["label"], model_version=result["model_version"]
             ).inc()
-            self.confidence.observe(result.pop("confidence"))
+            self.confidence.observe(result["confidence"])
             self.length.observe(len(text))
+            prediction = Prediction(
+                label=result["label"], score=result["score"], model_version=result["model_version"]
+            )
             if self.log is not None:
-                record = {"timestamp": now, "text": redact(text, REDACT), **result}
+                record = {"timestamp": now, "text": redact(text, REDACT), **prediction.model_dump()}
                 self.log.info(json.dumps(record, ensure_ascii=False))
-        return [Prediction(**r) for r in results]
+            predictions.append(prediction)
+        return predictions
 
     @bentoml.api(input_spec=PredictRequest)
     async def predict(self, text: str) -> Prediction:
@@ -381,6 +236,26 @@ class Sentiment:
     async def predict_batch(self, texts: list[str]) -> list[Prediction]:
         """Sentiment of several reviews, in order."""
         return await self._score(texts)
+
+
+def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
+    """A store model loaded for serving, after its files matched their sha256 record."""
+    from sentiment.models.files import bento_model_dir
+    from sentiment.models.predictor import load_predictor
+
+    predictor = load_predictor(bento_model_dir(model))
+    names = label_names(predictor.meta, f"BentoML model {model.tag}")
+    version = model.info.labels.get("registry_version") or str(model.tag.version)
+    return Serving(str(model.tag), version, predictor, predictor.meta.get("threshold"), names)
+
+
+ANSWERING: dict[str, Sentiment] = {}  # this worker's service, once it has started
+
+
+def answering_version() -> str | None:
+    """The version this worker answers with now (None before its model is loaded)."""
+    service = ANSWERING.get("service")
+    return service.serving.version if service is not None else None
 
 
 if os.environ.get("SENTIMENT_API_TOKEN"):
@@ -394,5 +269,5 @@ if os.environ.get("SENTIMENT_API_TOKEN"):
 # After the token check (middlewares added first run first): refuse what is not a valid
 # request before BentoML reads it.
 Sentiment.add_asgi_middleware(RequestGuard, routes=ROUTES, max_body=MAX_BODY_BYTES)
-# Last: `/readyz` answers with the version the model service answers with now.
+# Last: `/readyz` answers with the version answering now.
 Sentiment.add_asgi_middleware(VersionHeader, version=answering_version)

@@ -73,6 +73,10 @@ def answering(url: str) -> str | None:
     return response.headers.get("x-model-version") if response.status_code == 200 else None
 
 
+INTERVAL_S = 0.3
+SETTLED_S = 1.5  # a second worker's check interval, its load, and a request in flight
+
+
 def wait_for_version(url: str, version: str, seconds: float = 60) -> float:
     """Poll /readyz until it names ``version``; the time it first did."""
     deadline = time.monotonic() + seconds
@@ -85,10 +89,16 @@ def wait_for_version(url: str, version: str, seconds: float = 60) -> float:
 
 @pytest.mark.slow
 def test_promote_and_roll_back_under_load_without_a_restart(tmp_path: Path) -> None:
+    """Two workers, each following the store on its own: a worker swaps within one check
+    interval of the other (``SETTLED`` covers it and the load), never mid-request."""
     home = tmp_path / "bentoml"
     export_model(home, make_model(tmp_path / "v7", 6), "7")
     proc, url = serve(
-        home, tmp_path, SENTIMENT_FOLLOW_PRODUCTION="1", SENTIMENT_FOLLOW_INTERVAL_S="0.3"
+        home,
+        tmp_path,
+        SENTIMENT_FOLLOW_PRODUCTION="1",
+        SENTIMENT_FOLLOW_INTERVAL_S=str(INTERVAL_S),
+        SENTIMENT_WORKERS="2",
     )
     answers: list[tuple[float, float, int, str | None]] = []  # sent, answered, status, version
     mixed: list[set[str]] = []  # a batch answered by more than one version
@@ -119,11 +129,11 @@ def test_promote_and_roll_back_under_load_without_a_restart(tmp_path: Path) -> N
         time.sleep(2)
         promoted = time.monotonic()
         export_model(home, make_model(tmp_path / "v8", 4), "8")  # what promotion exports
-        swapped_in = wait_for_version(url, "8")
+        swapped_in = wait_for_version(url, "8") + SETTLED_S
         time.sleep(3)
         rolled_back = time.monotonic()
         export_model(home, make_model(tmp_path / "v7", 6), "7")  # rollback re-exports 7
-        swapped_back = wait_for_version(url, "7")
+        swapped_back = wait_for_version(url, "7") + SETTLED_S
         time.sleep(1)
         tampered = make_model(tmp_path / "v9", 6)
         crafted(tampered)  # digests recorded as it is: the type allowlist refuses it
@@ -150,4 +160,9 @@ def test_promote_and_roll_back_under_load_without_a_restart(tmp_path: Path) -> N
     assert max(sent for sent, _ in eights) < swapped_back
     log = (tmp_path / "server.log").read_text()
     refused = [line for line in log.splitlines() if "refused sentiment:" in line]
-    assert len(refused) == 1 and "untrusted types" in refused[0], log[-3000:]
+    assert len(refused) == 2, log[-3000:]  # once by each worker
+    assert all("untrusted types" in line for line in refused)
+    assert {line.split("] [", 1)[1].split("]")[0] for line in refused} == {
+        "entry_service:Sentiment:1",
+        "entry_service:Sentiment:2",
+    }

@@ -99,13 +99,13 @@ def serve(bento_home: Path, log_dir: Path, **env_extra: str) -> tuple[subprocess
 
 @pytest.fixture(scope="module")
 def server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``bentoml serve`` on loopback with two API workers; yields (base url, inference log
+    """``bentoml serve`` on loopback with two workers; yields (base url, inference log
     path as configured, the server process)."""
     log_dir = tmp_path_factory.mktemp("log")
     proc, url = serve(
         bento_home,
         log_dir,
-        SENTIMENT_API_WORKERS="2",
+        SENTIMENT_WORKERS="2",
         SENTIMENT_INFERENCE_LOG_MAX_BYTES="30000",
         SENTIMENT_INFERENCE_LOG_BACKUPS="20",
     )
@@ -297,7 +297,7 @@ def test_metrics_docs_and_inference_log(server) -> None:
 
 
 def test_two_workers_log_every_request_once_redacted_and_rotated(server) -> None:
-    """500 concurrent requests on two API workers: 500 whole JSON lines, one per request,
+    """500 concurrent requests on two workers: 500 whole JSON lines, one per request,
     personal data replaced, each worker rotating its own file; the model scores 500 texts."""
     url, log, _ = server
     scored = counter(url, "sentiment_model_texts_total")
@@ -451,8 +451,8 @@ def test_a_tampered_model_stops_the_service(
     tamper, exported_after: bool, message: str, served: bool, tmp_path: Path
 ) -> None:
     """Changed after export: the digests catch it. Exported as is: the allowlist does.
-    One case starts the real server; the others run the loading code its model service
-    runs at start (``SentimentModel.__init__``), in a fresh process."""
+    One case starts the real server; the others run the loading code the service
+    runs at start (``Sentiment.__init__``), in a fresh process."""
     home = tmp_path / "bentoml"
     model_dir = make_model(tmp_path / "champion", 6)
     if exported_after:
@@ -629,7 +629,7 @@ def transformer_server(
     home = tmp_path_factory.mktemp("bentoml-transformer")
     export_model(home, transformer_dir)
     log_dir = tmp_path_factory.mktemp("transformer-log")
-    proc, url = serve(home, log_dir, SENTIMENT_API_WORKERS="2")
+    proc, url = serve(home, log_dir, SENTIMENT_WORKERS="2")
     try:
         wait_ready(proc, f"{url}/readyz", log_dir / "server.log")
         yield url

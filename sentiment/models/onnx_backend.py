@@ -95,10 +95,12 @@ class OnnxPredictor:
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
         self.pad_id = self.tokenizer.token_to_id(config.get("pad_token") or "[PAD]") or 0
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        # One thread per core alone; the service's workers share the cores between them.
+        threads = int(os.environ.get("SENTIMENT_ONNX_THREADS", "0")) or os.cpu_count() or 1
+        options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: not its notes on graph optimisation
         # Spin-waiting threads score a stream of calls faster, but steal the cores of a
-        # process beside them (the service's API workers): ``SENTIMENT_ONNX_SPIN=0``.
+        # process beside them (the service's other workers): ``SENTIMENT_ONNX_SPIN=0``.
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", os.environ.get("SENTIMENT_ONNX_SPIN", "1")
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sentiment.serving.asgi import App, Message, Receive, Scope, Send
 
@@ -12,7 +12,7 @@ HEADER = b"x-model-version"
 class VersionHeader:
     """Adds ``x-model-version`` to a ready ``/readyz`` answer (the body stays BentoML's)."""
 
-    def __init__(self, app: App, version: Callable[[], Awaitable[str | None]]) -> None:
+    def __init__(self, app: App, version: Callable[[], str | None]) -> None:
         self.app, self.version = app, version
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -22,7 +22,7 @@ class VersionHeader:
 
         async def with_version(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
-                version = await self.version()
+                version = self.version()
                 if version is not None:
                     headers = [*message.get("headers", []), (HEADER, version.encode())]
                     message = {**message, "headers": headers}

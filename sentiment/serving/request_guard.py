@@ -106,7 +106,7 @@ def with_routes(spec: dict[str, Any], routes: dict[str, Route]) -> dict[str, Any
             status: {"description": text, "content": error} for status, text in REFUSALS.items()
         }
         operation["responses"]["503"] = {  # BentoML's own body for a server-side failure
-            "description": "The model did not answer within SENTIMENT_MODEL_CALL_TIMEOUT_S",
+            "description": "Overloaded or out of time (BentoML's traffic limits): retry later",
             "content": {"application/json": {"schema": UNAVAILABLE_SCHEMA}},
         }
     return spec
