@@ -1,18 +1,20 @@
-"""Load test on loopback: the BentoML service vs naive one-text-per-request FastAPI apps.
+"""Load test on loopback: the BentoML service vs the naive one-text-per-request FastAPI apps.
 
-    python -m bench.serve_load [--seconds 20] [--levels 1 16 64] [--model-dir DIR]
+    python -m bench.serve_load [--seconds 20] [--levels 1 16 64]
+        [--model-dir models/transformer models/classical] [--service service:Sentiment]
 
-Three servers, one at a time, serve the same model: the naive FastAPI app scoring with
-torch (what a user would write first), the same app with ONNX Runtime, and the BentoML
-service (ONNX Runtime, adaptive batching, inference log on as deployed). The model is the
-promoted one (BentoML store ``sentiment:latest``; run the gate first), or ``--model-dir``
-(e.g. ``models/transformer`` or ``models/classical``), exported into a temporary BentoML
-store so each flavor can be measured as champion (the backend matters only for a
-transformer). Each concurrency level sends single-text ``POST /predict`` requests for
-``--seconds`` (bounded), then reports req/s, p50/p99 latency, errors and the CPU cores used
-by the server processes and by this load generator (they share the machine); also the
-in-process ``predict_proba`` throughput at batch 64 as the ceiling. Last line: one JSON
-object.
+For each model, the servers run one at a time on the same model: the naive FastAPI app
+scoring with torch (what a user would write first; a transformer only, the backend means
+nothing to a classical model), the same app on ONNX Runtime, and the BentoML service
+(inference log on, as deployed). The model is the promoted one (BentoML store
+``sentiment:latest``; run the gate first) or each ``--model-dir``, exported into a temporary
+BentoML store, so each flavor can be measured as champion. Each concurrency level sends
+single-text ``POST /predict`` requests from closed-loop users for ``--seconds``, then
+reports req/s, p50/p99 latency, errors, the CPU cores used by the server processes and by
+this load generator (they share the machine), and for the service the batches its
+batcher formed (its ``sentiment_batch_size`` histogram, read from ``/metrics``). The
+in-process ceiling is ``predict_proba``'s texts/s at batch 64 in this process. It ends with
+the README's serving table (Markdown) and one JSON line.
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ import numpy as np
 import psutil
 
 from sentiment.fileio import read_split
-from sentiment.models.files import bento_model_dir
-from sentiment.models.predictor import load_predictor
 
 BIN = Path(sys.executable).parent
+BATCH_HISTOGRAM = "sentiment_batch_size"
+WARM_UP = "a warm-up request of bench.serve_load"
+# name: (server, inference backend, row label in the table)
+SERVERS = {
+    "naive-torch": ("fastapi", "torch", "naive FastAPI, torch"),
+    "naive-onnx": ("fastapi", "onnx", "naive FastAPI, the same predictor"),
+    "service": ("bentoml", "onnx", "the BentoML service"),
+}
 
 
 def free_port() -> int:
@@ -48,24 +56,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# name: (server, inference backend)
-SERVERS = {
-    "naive-torch": ("fastapi", "torch"),
-    "naive-onnx": ("fastapi", "onnx"),
-    "bentoml-onnx": ("bentoml", "onnx"),
-}
-
-
-def launch(kind: str, port: int, log_dir: Path) -> subprocess.Popen:
-    server, backend = SERVERS[kind]
+def launch(kind: str, port: int, tag: str, service: str, log_dir: Path) -> subprocess.Popen:
+    server, backend, _ = SERVERS[kind]
     env = {
         **os.environ,
-        "SENTIMENT_INFERENCE_LOG": str(log_dir / kind / "predictions.jsonl"),
+        "SENTIMENT_MODEL_TAG": tag,
+        "SENTIMENT_INFERENCE_LOG": str(log_dir / "predictions.jsonl"),
         "SENTIMENT_INFERENCE_BACKEND": backend,
         "BENTOML_DO_NOT_TRACK": "true",
     }
     cmd = (
-        [str(BIN / "bentoml"), "serve", "service:Sentiment"]
+        [str(BIN / "bentoml"), "serve", service]
         if server == "bentoml"
         else [str(BIN / "uvicorn"), "bench.naive_fastapi:app", "--log-level", "warning"]
     )
@@ -84,7 +85,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.post(f"{url}/predict", json={"text": "warm up"}, timeout=5).status_code == 200:
+            answer = httpx.post(f"{url}/predict", json={"text": WARM_UP}, timeout=5)
+            if answer.status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -104,6 +106,40 @@ def cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
+def batch_buckets(url: str) -> dict[float, float]:
+    """Cumulative counts of the service's batch-size histogram (all series summed), by
+    upper bound; empty for a server without one."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{BATCH_HISTOGRAM}_bucket{{"):
+            labels, value = line.rsplit(" ", 1)
+            bound = float(labels.split('le="', 1)[1].split('"', 1)[0])
+            buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    return buckets
+
+
+def batch_summary(before: dict[float, float], after: dict[float, float]) -> dict | None:
+    """Batches formed between two readings: how many, and the bucket bounds that hold
+    half of them and all of them."""
+    delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return None
+
+    def bound_holding(share: float) -> float:
+        return next(b for b, n in delta.items() if n >= share * total)
+
+    return {
+        "batches": int(total),
+        "p50_at_most": bound_holding(0.5),
+        "max_at_most": bound_holding(1),
+    }
+
+
 async def level(
     url: str, bodies: list[bytes], concurrency: int, seconds: float, server: psutil.Process
 ) -> dict:
@@ -114,6 +150,7 @@ async def level(
     connector = aiohttp.TCPConnector(limit=concurrency)
     headers = {"Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=30)
+    before = batch_buckets(url)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def user(offset: int) -> None:
@@ -147,103 +184,160 @@ async def level(
         "errors": errors,
         "server_cores": round(server_cpu / elapsed, 2),
         "client_cores": round(own_cpu / elapsed, 2),
+        "batches": batch_summary(before, batch_buckets(url)),
     }
 
 
-def use_model_dir(model_dir: Path) -> None:
-    """Export a model directory into a temporary BentoML store and serve it from there."""
+def export_models(model_dirs: list[Path]) -> list[str]:
+    """Export model directories into a temporary BentoML store (the process then reads it)."""
     home = tempfile.mkdtemp(prefix="serve-load-bentoml-")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["BENTOML_HOME"] = home
     from sentiment.models.files import file_digests
-    from sentiment.registry.promotion import export_to_bentoml
+    from sentiment.registry.store import export_to_bentoml
 
-    os.environ["SENTIMENT_MODEL_TAG"] = export_to_bentoml(
-        model_dir, "sentiment", "bench", file_digests(model_dir), {}
-    )
+    return [
+        export_to_bentoml(d, "sentiment", f"bench-{d.name}", file_digests(d), {})
+        for d in model_dirs
+    ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--model-dir", type=Path, help="serve this model directory instead")
-    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
-    args = parser.parse_args()
-    if args.model_dir:
-        use_model_dir(args.model_dir)
-    import bentoml  # after use_model_dir: BentoML reads BENTOML_HOME when imported
+def ceiling(tag: str, texts: list[str]) -> float:
+    """The model alone, in this process: texts/s scoring batches of 64."""
+    import bentoml
 
-    texts, _ = read_split("data/prepared/test.parquet")
-    bodies = [json.dumps({"text": t}).encode() for t in texts]
-    model = bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest"))
-    predictor = load_predictor(bento_model_dir(model))
+    from sentiment.models.files import bento_model_dir
+    from sentiment.models.predictor import load_predictor
+
+    predictor = load_predictor(bento_model_dir(bentoml.models.get(tag)))
     predictor.predict_proba(texts[:64])
     start = time.perf_counter()
     for i in range(0, 512, 64):
         predictor.predict_proba(texts[i : i + 64])
-    ceiling = round(512 / (time.perf_counter() - start), 1)
-    del predictor
+    return round(512 / (time.perf_counter() - start), 1)
 
-    results: dict[str, dict] = {}
-    log_dir = Path(tempfile.mkdtemp(prefix="serve-load-log-"))
-    atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
-    for kind in args.servers:
+
+def measure(tag: str, kinds: list[str], args: argparse.Namespace, texts: list[str]) -> dict:
+    """Every server on one model, one after the other."""
+    import bentoml
+
+    model = bentoml.models.get(tag)
+    flavor = model.info.labels.get("flavor")
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
+    result: dict = {"model": tag, "flavor": flavor, "in_process_texts_per_s": ceiling(tag, texts)}
+    for kind in kinds:
+        if kind == "naive-torch" and flavor != "transformer":
+            continue
+        log_dir = Path(tempfile.mkdtemp(prefix=f"serve-load-{kind}-"))
+        atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
         port = free_port()
-        proc = launch(kind, port, log_dir)
+        proc = launch(kind, port, tag, args.service, log_dir)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc)
             server = psutil.Process(proc.pid)
-            results[kind] = {
+            result[kind] = {
                 str(c): asyncio.run(level(url, bodies, c, args.seconds, server))
                 for c in args.levels
             }
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+        if kind == "service":
+            sent = sum(r["requests"] for r in result[kind].values())
+            lines = sum(  # a warm-up that timed out may have been scored too: not counted
+                WARM_UP not in line for f in log_dir.glob("*.jsonl*") for line in f.open()
+            )
+            result["service_log"] = {"requests": sent, "lines": lines}
+    if "service" in result:
+        result["ratio"] = {
+            naive: {
+                c: round(result["service"][c]["req_per_s"] / result[naive][c]["req_per_s"], 2)
+                for c in result[naive]
+            }
+            for naive in ("naive-torch", "naive-onnx")
+            if naive in result
+        }
+        result["share_of_ceiling"] = {
+            c: round(r["req_per_s"] / result["in_process_texts_per_s"], 2)
+            for c, r in result["service"].items()
+        }
+    return result
 
+
+def print_tables(result: dict) -> None:
     print(
-        f"model {model.tag} ({model.info.labels.get('flavor')}); in-process ceiling "
-        f"{ceiling} texts/s at batch 64; {os.cpu_count()} cores shared by servers and client"
+        f"\nmodel {result['model']} ({result['flavor']}); in-process ceiling "
+        f"{result['in_process_texts_per_s']} texts/s at batch 64"
     )
     print(
         f"{'server':12s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'errors':>6s} {'cores':>11s}"
+        f"{'errors':>6s} {'cores srv+cli':>13s}  batches (n, p50 <=, max <=)"
     )
-    for kind, by_level in results.items():
-        for conc, r in by_level.items():
+    for kind in SERVERS:
+        for conc, r in result.get(kind, {}).items():
+            b = r["batches"]
+            formed = f"{b['batches']}, {b['p50_at_most']:g}, {b['max_at_most']:g}" if b else ""
             print(
                 f"{kind:12s} {conc:>4s} {r['req_per_s']:8.1f} {r['p50_ms']:8.1f} "
                 f"{r['p99_ms']:8.1f} {r['errors']:6d} "
-                f"{r['server_cores']:5.2f}+{r['client_cores']:.2f}"
+                f"{r['server_cores']:7.2f}+{r['client_cores']:.2f}  {formed}"
             )
-    ratio = {
-        naive: {
-            c: round(results["bentoml-onnx"][c]["req_per_s"] / results[naive][c]["req_per_s"], 2)
-            for c in results[naive]
-        }
-        for naive in ("naive-torch", "naive-onnx")
-        if naive in results and "bentoml-onnx" in results
-    }
-    logged = sum(1 for f in (log_dir / "bentoml-onnx").glob("*.jsonl*") for _ in f.open())
-    print(f"BentoML / naive req/s: {ratio}  (cores: server+client)")
-    print(f"BentoML inference log: {logged} lines")
-    print(
-        json.dumps(
-            {
-                "bench": "serve_load",
-                "model": str(model.tag),
-                "flavor": model.info.labels.get("flavor"),
-                "cores": os.cpu_count(),
-                "in_process_texts_per_s": ceiling,
-                "seconds_per_level": args.seconds,
-                **results,
-                "ratio_bentoml_to": ratio,
-                "bentoml_log_lines": logged,
-            }
-        )
+    print(f"service / naive req/s: {result.get('ratio')}")
+    print(f"service req/s / in-process ceiling: {result.get('share_of_ceiling')}")
+    print(f"service inference log: {result.get('service_log')}")
+    if "service" in result:
+        print(f"\n{markdown(result)}")
+
+
+def markdown(result: dict) -> str:
+    """The serving table of one model (the README's, for the transformer): req/s (p99) by
+    server and level, the service's ratios to the naive apps and its share of the ceiling."""
+    levels = list(result["service"])
+    rows = [(result["flavor"], [f"c={c}" for c in levels]), ("---", ["---"] * len(levels))]
+    for kind, (*_, label) in SERVERS.items():
+        if kind in result:
+            by_level = result[kind].values()
+            rows.append(
+                (label, [f"{r['req_per_s']:,.1f} (p99 {r['p99_ms']:,.0f} ms)" for r in by_level])
+            )
+    for naive, by_level in result["ratio"].items():
+        rows.append((f"service / {naive}", [f"{x:.2f}x" for x in by_level.values()]))
+    shares = result["share_of_ceiling"].values()
+    rows.append(("share of the in-process ceiling", [f"{x:.0%}" for x in shares]))
+    return "\n".join("| " + " | ".join([label, *cells]) + " |" for label, cells in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--model-dir", type=Path, nargs="+", help="serve these model directories")
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument(
+        "--service", default="service:Sentiment", help="the BentoML service to serve (module:Class)"
     )
+    parser.add_argument(
+        "--save", type=Path, help="also write the JSON here (bench/serve_load.json)"
+    )
+    args = parser.parse_args()
+    tags = export_models(args.model_dir) if args.model_dir else ["sentiment:latest"]
+    texts, _ = read_split("data/prepared/test.parquet")
+    results = [measure(tag, args.servers, args, texts) for tag in tags]
+    print(f"\n{os.cpu_count()} cores shared by servers and client; {args.seconds:g} s a level")
+    for result in results:
+        print_tables(result)
+    run = {
+        "bench": "serve_load",
+        "command": " ".join(["python -m bench.serve_load", *sys.argv[1:]]),
+        "cores": os.cpu_count(),
+        "seconds_per_level": args.seconds,
+        "service": args.service,
+        "models": results,
+    }
+    if args.save:
+        args.save.write_text(json.dumps(run, indent=1) + "\n")
+    print(json.dumps(run))
 
 
 if __name__ == "__main__":

@@ -203,3 +203,22 @@ def test_the_results_table_is_the_committed_experiments() -> None:
     default = [r for r in rows if r["experiment"] == "default" and r["champion"]]
     assert len(default) == 1 and default[0]["candidate"] == head["champion"]["name"]
     assert default[0]["test_macro_f1"] == head["champion"]["test_macro_f1"]
+
+
+def test_the_serving_tables_are_the_committed_bench_run() -> None:
+    """The README's serving table (the transformer) and the classical one in the benchmarks
+    page, as `python -m bench.serve_load --save bench/serve_load.json` rendered them, with
+    the command that produced them."""
+    from bench.serve_load import markdown
+
+    run = committed("bench/serve_load.json")
+    flavors = {result["flavor"]: result for result in run["models"]}
+    assert set(flavors) == {"transformer", "classical"}
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert " ".join(markdown(flavors["transformer"]).split()) in readme
+    assert f"`{run['command']}`" in readme
+    assert " ".join(markdown(flavors["classical"]).split()) in PAGES["docs/benchmarks.md"]
+    for result in flavors.values():
+        assert all(r["errors"] == 0 for r in result["service"].values())
+        log = result["service_log"]
+        assert log["lines"] == log["requests"], "the inference log has every request"
