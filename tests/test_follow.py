@@ -90,7 +90,7 @@ def wait_for_version(url: str, version: str, seconds: float = 60) -> float:
 @pytest.mark.slow
 def test_promote_and_roll_back_under_load_without_a_restart(tmp_path: Path) -> None:
     """Two workers, each following the store on its own: a worker swaps within one check
-    interval of the other (``SETTLED`` covers it and the load), never mid-request."""
+    interval of the other (``SETTLED_S`` covers it and the load), never mid-request."""
     home = tmp_path / "bentoml"
     export_model(home, make_model(tmp_path / "v7", 6), "7")
     proc, url = serve(

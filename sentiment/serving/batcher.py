@@ -36,33 +36,29 @@ class Batcher(Generic[R]):
     def __init__(self, score: Callable[[list[str]], list[R]], max_texts: int) -> None:
         self.score, self.max_texts = score, max_texts
         self.waiting: deque[tuple[list[str], asyncio.Future[list[R]]]] = deque()
-        self.running = False
+        self.draining: asyncio.Task[None] | None = None  # held: a task is only weakly referenced
 
     async def __call__(self, texts: list[str]) -> list[R]:
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self.waiting.append((texts, future))
-        if not self.running:
-            self.running = True
-            asyncio.get_running_loop().create_task(self.drain())
+        if self.draining is None or self.draining.done():
+            self.draining = asyncio.get_running_loop().create_task(self.drain())
         return await future
 
     async def drain(self) -> None:
-        try:
-            while self.waiting:
-                count = take([len(texts) for texts, _ in self.waiting], self.max_texts)
-                batch = [self.waiting.popleft() for _ in range(count)]
-                texts = [text for request, _ in batch for text in request]
-                try:
-                    results = await asyncio.to_thread(self.score, texts)
-                except Exception as err:  # each request of the batch gets the error
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
-                start = 0
-                for request, future in batch:
-                    if not future.done():  # a request whose client left is cancelled
-                        future.set_result(results[start : start + len(request)])
-                    start += len(request)
-        finally:
-            self.running = False
+        while self.waiting:
+            count = take([len(texts) for texts, _ in self.waiting], self.max_texts)
+            batch = [self.waiting.popleft() for _ in range(count)]
+            texts = [text for request, _ in batch for text in request]
+            try:
+                results = await asyncio.to_thread(self.score, texts)
+            except Exception as err:  # each request of the batch gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            start = 0
+            for request, future in batch:
+                if not future.done():  # a request whose client left is cancelled
+                    future.set_result(results[start : start + len(request)])
+                start += len(request)
