@@ -18,9 +18,9 @@ Environment:
   ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``sentiment/serving/request_guard.py``
   enforces them before BentoML reads a request, and ``/docs.json`` declares them);
   ``SENTIMENT_MAX_BATCH`` also bounds the texts of one model call;
-- ``SENTIMENT_WORKERS`` (one per core): processes, each with its own model, batches and log,
-  scoring with ``SENTIMENT_ONNX_THREADS`` (cores / workers) ONNX Runtime threads that do not
-  spin-wait (``SENTIMENT_ONNX_SPIN``, 0 here);
+- ``SENTIMENT_WORKERS`` (one per core of the container's CPU limit): processes, each with its
+  own model, batches and log, scoring with ``SENTIMENT_ONNX_THREADS`` (cores / workers)
+  ONNX Runtime threads that do not spin-wait (``SENTIMENT_ONNX_SPIN``, 0 here);
 - ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
   (``sentiment/serving/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
   ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
@@ -63,7 +63,8 @@ FOLLOW_INTERVAL_S = float(os.environ.get("SENTIMENT_FOLLOW_INTERVAL_S", "5"))
 MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
 MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
 MAX_BODY_BYTES = int(os.environ.get("SENTIMENT_MAX_BODY_BYTES", str(2**20)))
-WORKERS = int(os.environ.get("SENTIMENT_WORKERS", "0")) or os.cpu_count() or 1
+# BentoML's "cpu_count" reads the container's CPU limit (cgroups), not the host's cores.
+WORKERS: int | str = int(os.environ.get("SENTIMENT_WORKERS", "0")) or "cpu_count"
 REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
 
 ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
@@ -146,9 +147,8 @@ class Sentiment:
     def __init__(self) -> None:
         # The workers share the cores: each scores on its share, without spin-waiting
         # (bench.serve_load on 2 cores: see docs/benchmarks.md).
-        os.environ.setdefault(
-            "SENTIMENT_ONNX_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS))
-        )
+        share = 1 if WORKERS == "cpu_count" else max(1, (os.cpu_count() or 1) // int(WORKERS))
+        os.environ.setdefault("SENTIMENT_ONNX_THREADS", str(share))
         os.environ.setdefault("SENTIMENT_ONNX_SPIN", "0")
         self.serving = load_serving(self.model_ref)
         self.batcher = Batcher(self.classify, MAX_BATCH)
