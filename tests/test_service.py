@@ -672,3 +672,21 @@ def test_a_review_gets_the_same_score_alone_in_batches_and_under_load(transforme
             scores[text].append(score)
     spread = max(max(s) - min(s) for s in scores.values())
     assert spread <= INVARIANCE_BOUND
+
+
+def test_the_service_runs_a_worker_per_core_by_default(bento_home: Path) -> None:
+    """Unset, SENTIMENT_WORKERS leaves the count to BentoML's "cpu_count" (the container's
+    CPU limit); set, it is taken as given."""
+    code = "import service; print(service.Sentiment.config['workers'])"
+    env = {k: v for k, v in os.environ.items() if k != "SENTIMENT_WORKERS"}
+    env |= {
+        "BENTOML_HOME": str(bento_home),
+        "PYTHONPATH": str(REPO),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    for extra, workers in (({}, "cpu_count"), ({"SENTIMENT_WORKERS": "3"}, "3")):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env | extra
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == workers
