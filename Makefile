@@ -85,7 +85,7 @@ deploy: $(VENV)/.installed
 
 ## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet
 score: $(VENV)/.installed
-	$(BIN)/python -m sentiment.score --model sentiment:latest --input $(INPUT) --output $(OUTPUT)
+	$(BIN)/python -m sentiment.scoring --model sentiment:latest --input $(INPUT) --output $(OUTPUT)
 
 ## ingest: append new rated reviews to the raw data: make ingest INPUT=new-reviews.csv (then make run)
 ingest: $(VENV)/.installed
@@ -94,7 +94,7 @@ ingest: $(VENV)/.installed
 
 ## drift: test an inference log for drift: make drift LOG=inference-log/predictions.jsonl
 drift: $(VENV)/.installed
-	$(BIN)/python -m stages.drift --current $(LOG)
+	$(BIN)/python -m sentiment.monitoring --current $(LOG)
 
 ## report: the pull-request report (base revision vs workspace) as report.md
 report: $(VENV)/.installed

@@ -44,13 +44,13 @@ from typing import Annotated
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
+from sentiment.data.labels import label_names
 from sentiment.serving.batcher import Batcher
 from sentiment.serving.follow import Follower, Serving
 from sentiment.serving.readiness import VersionHeader
 from sentiment.serving.request_guard import RequestGuard, Route, request_schema
 from sentiment.serving.rules import (
     VISIBLE,
-    label_names,
     nothing_to_score,
     redact,
     redaction_kinds,

@@ -1,4 +1,4 @@
-"""Batch scoring at scale: texts/s and peak memory of ``python -m sentiment.score``.
+"""Batch scoring at scale: texts/s and peak memory of ``python -m sentiment.scoring``.
 
     python -m bench.score_file [--rows 100000 1000000] [--models DIR ...] [--engines local ray]
 
@@ -49,7 +49,7 @@ def score(model: str, source: Path, target: Path, engine: str) -> dict:
     """Run the command in a child process; its wall time and peak RSS of its process tree."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sentiment.score", "--model", model, "--input", str(source),
+        [sys.executable, "-m", "sentiment.scoring", "--model", model, "--input", str(source),
          "--output", str(target), "--text-column", COLUMN, "--engine", engine],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -60,7 +60,7 @@ def score(model: str, source: Path, target: Path, engine: str) -> dict:
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     if proc.returncode:
-        raise RuntimeError(f"sentiment.score failed on {source} with {model} ({engine})")
+        raise RuntimeError(f"sentiment.scoring failed on {source} with {model} ({engine})")
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20, 1)}
 
 

@@ -1,4 +1,4 @@
-"""Batch scoring (``python -m sentiment.score``): every input type, bad rows, atomic output."""
+"""Batch scoring (``python -m sentiment.scoring``): every input type, bad rows, atomic output."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sentiment.score import score_file
+from sentiment.scoring.batch import score_file
 from tests.conftest import REPO
 from tests.test_gate import make_model
 from tests.test_service import export_model
@@ -107,7 +107,7 @@ def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
     }
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
     done = subprocess.run(
-        [sys.executable, "-m", "sentiment.score", *[x for kv in base.items() for x in kv]],
+        [sys.executable, "-m", "sentiment.scoring", *[x for kv in base.items() for x in kv]],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -126,7 +126,7 @@ def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None
         [
             sys.executable,
             "-m",
-            "sentiment.score",
+            "sentiment.scoring",
             "--model",
             "sentiment:latest",
             "--input",
@@ -198,8 +198,9 @@ def test_ray_scoring_of_a_folder_and_its_failures_in_one_line(model, tmp_path, l
     for bad_model in (damaged, tmp_path / "no-model"):
         out = tmp_path / f"out-{bad_model.name}"
         proc = subprocess.run(
-            [sys.executable, "-m", "sentiment.score", "--engine", "ray", "--model", str(bad_model),
-             "--input", str(folder), "--output", str(out), "--text-column", "Review text"],
+            [sys.executable, "-m", "sentiment.scoring", "--engine", "ray",
+             "--model", str(bad_model), "--input", str(folder), "--output", str(out),
+             "--text-column", "Review text"],
             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
             timeout=300,
         )  # fmt: skip

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sentiment.data.labels import label_names
 from sentiment.serving.rules import (
     VISIBLE,
-    label_names,
     nothing_to_score,
     redact,
     redaction_kinds,

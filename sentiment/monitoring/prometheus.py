@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sentiment.data.labels import label_names
 from sentiment.fileio import atomic_path
 from sentiment.models.predictor import Predictor
-from sentiment.serving.rules import label_names
 
 POSITIVE_SHARE = "sentiment:reference_positive_share"
 CONFIDENCE_MEAN = "sentiment:reference_confidence_mean"

@@ -3,7 +3,6 @@
 - ``VISIBLE``: the pattern a review must match to be scored at all (the OpenAPI document
   declares it), and ``nothing_to_score``, the same test on the text as the model sees it;
 - ``redact``: personal data out of a text before it is logged;
-- ``label_names``: the class names a model directory's ``meta.json`` implies;
 - ``worker_log_path``: one inference-log file per worker, so workers never share a file.
 """
 
@@ -11,9 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-from sentiment.data.labels import LABEL_NAMES
 from sentiment.data.text import clean_text
 
 # One character that is neither whitespace nor invisible: control and format characters
@@ -69,18 +66,6 @@ def redact(text: str, kinds: tuple[str, ...]) -> str:
         pattern, placeholder = REDACTIONS[kind]
         text = pattern.sub(placeholder, text)
     return text
-
-
-def label_names(meta: dict[str, Any], where: str) -> list[str]:
-    """The model's class names, in class-id order (``meta.json``: ``labels``, else implied
-    by ``n_classes``); refuses a model whose names it cannot tell."""
-    if meta.get("labels"):
-        return list(meta["labels"])
-    n_classes = meta.get("n_classes", 2)
-    for names in LABEL_NAMES.values():
-        if len(names) == n_classes:
-            return names
-    raise ValueError(f"{where}: {n_classes} classes and no 'labels' in meta.json")
 
 
 def worker_log_path(path: str | Path, worker: int) -> Path:

@@ -1,4 +1,4 @@
-"""Batch scoring on a Ray cluster (``python -m sentiment.score --engine ray``).
+"""Batch scoring on a Ray cluster (``python -m sentiment.scoring --engine ray``).
 
 The driver reads the input in chunks, exactly as the single-process path does (so rows are
 numbered the same way and memory stays bounded), and hands each chunk to a pool of scoring
@@ -6,7 +6,7 @@ actors, at most one chunk in flight per actor. Each actor gets the model directo
 through Ray's object store, checks them against the sha256 record the driver computed, and
 loads them once with the same allowlist as everywhere (``load_predictor``). The output is
 partitioned Parquet: a folder of ``part-NNNNNN.parquet`` files with the single-process
-columns and a ``_SUCCESS`` marker, complete only on success (``sentiment.storage``: locally a
+columns and a ``_SUCCESS`` marker, complete only on success (``storage``: locally a
 renamed folder, on the bucket an empty prefix and the marker last). ``RAY_ADDRESS`` names a
 running cluster; without it a local Ray is started with this machine's CPUs.
 """
@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 
 from sentiment.models.files import file_digests, verify_digests
 from sentiment.models.predictor import load_predictor
-from sentiment.serving.rules import label_names
-from sentiment.storage import Location, parts_folder
+from sentiment.scoring.core import ChunkScorer
+from sentiment.scoring.storage import Location, parts_folder
 
 
-class ChunkScorer:
+class ScoringActor:
     """One scoring actor: the model, loaded once from files checked against their record."""
 
     def __init__(self, files: dict[str, bytes], digests: dict[str, str], version: str) -> None:
@@ -38,27 +38,13 @@ class ChunkScorer:
             (self.home / relative).parent.mkdir(parents=True, exist_ok=True)
             (self.home / relative).write_bytes(body)
         verify_digests(self.home, digests)
-        self.predictor = load_predictor(self.home)
-        self.names = label_names(self.predictor.meta, "the model")
-        self.version = version
+        self.scorer = ChunkScorer(load_predictor(self.home), version, "the model")
 
     def close(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
 
     def score(self, first_row: int, values: list[Any]) -> pa.Table:
-        from sentiment.score import SCHEMA, score_chunk
-
-        labels, scores, errors = score_chunk(self.predictor, self.names, values)
-        return pa.table(
-            {
-                "row": list(range(first_row, first_row + len(values))),
-                "label": labels,
-                "score": scores,
-                "model_version": [self.version] * len(values),
-                "error": errors,
-            },
-            schema=SCHEMA,
-        )
+        return self.scorer.table(first_row, values)
 
 
 def model_files(model_dir: Path) -> dict[str, bytes]:
@@ -100,8 +86,8 @@ def score_on_ray(
     count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     files, digests = model_files(model_dir), file_digests(model_dir)
     shared = ray.put(files)
-    scorer = ray.remote(num_cpus=1)(ChunkScorer)
-    handles = [scorer.remote(shared, digests, version) for _ in range(count)]
+    remote_scorer = ray.remote(num_cpus=1)(ScoringActor)
+    handles = [remote_scorer.remote(shared, digests, version) for _ in range(count)]
     try:
         return score_in_order(ActorPool(handles), chunks, target, on_chunk)
     finally:  # also on failure: the actors' CPUs go back to the cluster

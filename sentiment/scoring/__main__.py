@@ -1,0 +1,70 @@
+"""score: label a file of reviews offline, in bounded memory.
+
+    python -m sentiment.scoring --model models/champion --input reviews.csv --output scored.parquet
+    python -m sentiment.scoring --model sentiment:latest --input raw.csv --text-column "Review text"
+
+``--model`` is a model directory or a BentoML store tag (the promoted model is
+``sentiment:latest``). The input (CSV, Parquet or JSON Lines) is read ``--chunk-rows`` rows at
+a time and only its text column is kept, so memory does not grow with the file. The output is
+Parquet, one row per input row: ``row`` (0-based), ``label``, ``score`` (as the service
+defines it), ``model_version`` and ``error``. A row that cannot be scored (no text, or
+nothing left once cleaned) gets a null label and the reason in ``error``, and the summary
+names how many and which; ``--bad-rows fail`` refuses the file instead. The output appears
+only when complete (written to a temporary file, then renamed).
+
+``--input`` may also be a folder or a glob of such files (rows numbered across them in path
+order), and inputs and outputs may be ``s3://`` URIs. ``--engine ray`` (the default when
+``RAY_ADDRESS`` names a cluster) scores the chunks on a pool of Ray actors and writes
+``--output`` as a folder of Parquet parts with the same columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sentiment.cli import entry_point
+from sentiment.scoring.batch import bad_rows_message, score_file
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m sentiment.scoring", description=__doc__)
+    parser.add_argument("--model", required=True, help="model directory or BentoML tag")
+    parser.add_argument(
+        "--input", required=True, help="CSV, Parquet or JSONL file, folder or glob (or s3://)"
+    )
+    parser.add_argument(
+        "--output", required=True, help="Parquet file, a folder with --engine ray (or s3://)"
+    )
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument("--bad-rows", choices=("mark", "fail"), default="mark")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="ray" if os.environ.get("RAY_ADDRESS") else "local",
+        help="one process (default), or Ray actors (default when RAY_ADDRESS is set)",
+    )
+    args = parser.parse_args()
+    counts = score_file(
+        args.model,
+        args.input,
+        args.output,
+        args.text_column,
+        args.chunk_rows,
+        args.bad_rows == "fail",
+        args.engine,
+    )
+    print(
+        f"score: {args.output}: {counts['rows']} rows in {counts['seconds']:.1f} s "
+        f"({counts['rows'] / max(counts['seconds'], 1e-9):.0f} rows/s), "
+        f"{counts['rows'] - counts['not_scored']} scored"
+    )
+    if counts["not_scored"]:
+        message = bad_rows_message(args.input, counts["not_scored"], counts["first_not_scored"])
+        print(f"score: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    entry_point(main)
