@@ -6,7 +6,7 @@ cross-fitted validation macro-F1 (every candidate's threshold, and the ensemble'
 chosen on four fifths of validation and scored on the fifth) unless a cheaper candidate (by
 model size, a deterministic cost) is within ``evaluate.min_gain`` of it; never chosen by
 test. It is written as a self-contained model directory ``models/champion`` for the gate
-(``sentiment.evaluation.candidates`` holds the scoring and the rules).
+(``sentiment.models.candidates`` holds the scoring and the rules).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 import mlflow
 
 from sentiment import paths
-from sentiment.cli import entry_point
-from sentiment.evaluation.candidates import (
+from sentiment.cli import entry_point, no_options
+from sentiment.fileio import read_split, write_json
+from sentiment.models.candidates import (
     evaluate_candidates,
     export_champion,
     headline,
     unseen,
     write_plots,
 )
-from sentiment.fileio import read_split, write_json
 from sentiment.params import load_params
 from sentiment.tracking import log_key_metrics, log_numeric_metrics, stage_run
 
@@ -39,6 +39,7 @@ def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
 
 
 def main() -> None:
+    no_options(__doc__)
     params = load_params("evaluate")
     with stage_run("evaluate"):
         metrics, test = evaluate(params)

@@ -23,8 +23,9 @@ from typing import Any
 import mlflow
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, no_options
 from sentiment.fileio import atomic_path, write_json
+from sentiment.models.mlflow_model import log_model
 from sentiment.models.numerics import numerics_record, run_pinned
 from sentiment.models.predictor import (
     META_FILE,
@@ -36,7 +37,6 @@ from sentiment.models.transformer import (
     save_transformer,
 )
 from sentiment.params import load_params
-from sentiment.registry.mlflow_model import log_model
 from sentiment.tracking import log_key_metrics, stage_run
 
 
@@ -88,6 +88,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    no_options(__doc__)
     params = load_params("train_transformer")
     run_pinned(params["threads"])  # may start this command again, pinned
     summary = run_stage(params)

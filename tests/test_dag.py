@@ -58,12 +58,21 @@ def test_every_local_file_a_stage_uses_is_a_dep(stage: str) -> None:
     assert not missing, f"stage {stage} does not declare {missing} in dvc.yaml"
 
 
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_stage_depends_on_no_code_it_does_not_run(stage: str) -> None:
+    module = STAGES[stage]["cmd"].split("python -m ", 1)[1].split()[0]
+    needed = closure(module.replace(".", "/") + ".py")
+    code = {dep for dep in STAGES[stage]["deps"] if dep.endswith(CODE_SUFFIXES)}
+    extra = sorted(code - needed)
+    assert not extra, f"stage {stage} declares {extra}, which its command never runs"
+
+
 def test_the_closure_follows_function_level_imports_and_paths() -> None:
     promotion = closure("sentiment/registry/promotion.py")
-    assert "sentiment/registry/pyfunc_model.py" in promotion  # loaded by path by log_model
+    assert "sentiment/models/pyfunc_model.py" in promotion  # loaded by path by log_model
     assert "requirements.lock" in promotion  # read by mlflow_model.pinned_requirements
     assert "sentiment/models/transformer.py" in closure("stages/evaluate.py")  # in a function
-    # The gate stage only decides: the registry commands it forwards are not its deps.
+    # The gate stage only decides: the registry's commands are not its deps.
     assert "sentiment/registry/promotion.py" not in closure("stages/gate.py")
 
 

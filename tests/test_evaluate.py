@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sentiment.evaluation.behaviour import EMOJI, SHORT, negation_cases, run_suite
-from sentiment.evaluation.candidates import (
+from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
+from sentiment.models.candidates import (
     choose_champion,
     crossfit_macro_f1,
     fit_decision,
@@ -16,7 +17,6 @@ from sentiment.evaluation.candidates import (
     slices,
     unseen,
 )
-from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from sentiment.models.predictor import EnsemblePredictor, best_threshold, decide
 
 

@@ -69,7 +69,7 @@ def test_the_mlflow_pyfunc_path_refuses_it_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gate loads production through MLflow's pyfunc wrapper: same refusal."""
-    from sentiment.registry.mlflow_model import log_model
+    from sentiment.models.mlflow_model import log_model
 
     monkeypatch.chdir(tmp_path)
     model_dir = tmp_path / "classical"

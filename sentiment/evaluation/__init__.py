@@ -1,1 +1,1 @@
-"""Metrics, the behavioural suite, candidate scoring and the champion rule."""
+"""Metrics and the behavioural suite: what every model is measured by."""

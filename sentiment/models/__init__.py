@@ -1,1 +1,2 @@
-"""Predictors and their backends, model directories, encoders, search and training."""
+"""Predictors and their backends, model directories, encoders, the classical search, the
+transformer training, and evaluate's candidate scoring and champion rule."""

@@ -1,6 +1,6 @@
 """Log a model directory (any flavor) as an MLflow pyfunc model with pinned requirements.
 
-MLflow loads ``sentiment/registry/pyfunc_model.py`` ("model from code") and the ``sentiment``
+MLflow loads ``sentiment/models/pyfunc_model.py`` ("model from code") and the ``sentiment``
 package beside
 the directory, so a registered model scores through the same predictor code as the stages.
 """
@@ -57,7 +57,7 @@ def log_model(model_dir: str | Path, name: str = "model") -> Any:
         warnings.filterwarnings("ignore", message=r".*An input example was not provided")
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=str(REPO_ROOT / "sentiment" / "registry" / "pyfunc_model.py"),
+            python_model=str(REPO_ROOT / "sentiment" / "models" / "pyfunc_model.py"),
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(REPO_ROOT / "sentiment")],
             pip_requirements=pinned_requirements(),
