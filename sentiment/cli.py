@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -29,11 +30,18 @@ def entry_point(main: Callable[[], None]) -> None:
         sys.argv.remove("--debug")
         os.environ["SENTIMENT_DEBUG"] = "1"
     quiet_logs()
-    command = Path(sys.argv[0]).stem
+    script = Path(sys.argv[0])
+    command = script.parent.name if script.stem == "__main__" else script.stem
     try:
         main()
     except Exception as err:  # every failure becomes one line (or, asked for, a traceback)
         fail(f"{command}: {describe(err)}")
+
+
+def no_options(doc: str | None) -> None:
+    """Parse a command line that takes no options: ``--help`` shows the first paragraph of
+    ``doc``, anything else is refused."""
+    argparse.ArgumentParser(description=(doc or "").split("\n\n")[0]).parse_args()
 
 
 def quiet_logs() -> None:

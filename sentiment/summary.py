@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, no_options
 from sentiment.paths import REPO_ROOT
 from sentiment.tracking import redact_uri, tracking_uri
 
@@ -55,6 +55,7 @@ def headlines() -> list[str]:
 
 
 def main() -> None:
+    no_options(__doc__)
     lock_file = REPO_ROOT / "dvc.lock"
     stages = list(yaml.safe_load(lock_file.read_text())["stages"]) if lock_file.is_file() else []
     print("\n== Pipeline summary ==")

@@ -1,4 +1,4 @@
-"""drift: calibrated drift detection on text, for the pipeline and for the inference log.
+"""drift: calibrated drift detection on text, the pipeline's stage.
 
 A window of current texts, as they arrive (repeats included), is compared with a seeded
 sample of the training reviews at the same natural multiplicity by a battery of tests, each
@@ -11,50 +11,32 @@ transformer champion the same MMD on its own pooled embeddings (the export's ``e
 output, unit length). Windows smaller than ``min_window`` report "insufficient data", never
 drift.
 
-    python -m stages.drift                      # the DVC stage (held-out reviews + ood sets)
-    python -m stages.drift --current log.jsonl [--model DIR]  # CSV/Parquet/JSONL, 'text' column
-    python -m stages.drift --current logs/ --prometheus /var/lib/node_exporter/drift.prom
+    python -m stages.drift     # the DVC stage: held-out reviews and the ood sets
 
-The stage also writes the champion's reference figures (predicted-positive share, mean
-confidence) as Prometheus recording rules for the service's alerts (``monitoring/``);
-``--prometheus FILE`` writes a run's verdicts and p-values for the textfile collector.
-
-Exit status of the CLI: 0 no drift, 1 drift, 3 retrain (``retrain_after`` consecutive
-drifting windows), 2 bad input.
+The stage fits the reference that ``python -m sentiment.monitoring`` tests inference logs
+against, and writes the champion's reference figures (predicted-positive share, mean
+confidence) as Prometheus recording rules for the service's alerts (``monitoring/``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, no_options
 from sentiment.fileio import read_split, write_json
 from sentiment.models.predictor import load_predictor
 from sentiment.monitoring.drift import (
     DriftDetector,
-    Reference,
     build_reference,
     raw_traffic,
-    read_current,
     summary,
-    windows_verdict,
     write_report,
 )
-from sentiment.monitoring.prometheus import (
-    reference_figures,
-    write_drift_metrics,
-    write_reference_rules,
-)
+from sentiment.monitoring.prometheus import reference_figures, write_reference_rules
 from sentiment.params import load_params
-
-EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
 
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
@@ -94,65 +76,10 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def run_cli(
-    current: Path,
-    params: dict[str, Any],
-    out: Path,
-    model: Path = paths.CHAMPION,
-    prometheus: Path | None = None,
-) -> int:
-    """Test ``current`` (an inference log) in windows; return the exit status."""
-    try:
-        texts = read_current(current)
-    except ValueError as err:
-        print(f"drift: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    detector = DriftDetector(Reference.load(paths.DRIFT_REFERENCE), load_predictor(model), params)
-    size = params["window_size"]
-    chunks = [texts[i : i + size] for i in range(0, len(texts), size)] or [[]]
-    if len(chunks) > 1 and len(chunks[-1]) < params["min_window"]:
-        chunks[-2:] = [chunks[-2] + chunks[-1]]
-    results = [detector.test_window(chunk) for chunk in chunks]
-    verdict = windows_verdict(results, params["retrain_after"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    windows = {f"window_{i}": r for i, r in enumerate(results)}
-    write_report(windows, out.parent / "report.md", out.parent / "plots")
-    write_json(
-        out, {"current": str(current), **verdict, "windows_detail": [summary(r) for r in results]}
-    )
-    if prometheus is not None:
-        write_drift_metrics(prometheus, results, verdict)
-    print(f"drift: {json.dumps(verdict)} -> {out}")
-    if verdict["retrain"]:
-        return EXIT_RETRAIN
-    return EXIT_DRIFT if verdict["drifting"] else EXIT_NO_DRIFT
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Drift detection (stage, or --current FILE).")
-    parser.add_argument("--current", type=Path, help="CSV/Parquet/JSONL with a 'text' column")
-    parser.add_argument("--out", type=Path, default=paths.DRIFT_CURRENT)
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=paths.CHAMPION,
-        help="model that scores the windows: the one that served them, e.g. the directory "
-        "`python -m sentiment.registry download --out DIR` writes (default: models/champion)",
-    )
-    parser.add_argument(
-        "--prometheus",
-        type=Path,
-        help="with --current: also write the verdicts as a .prom file (textfile collector)",
-    )
-    args = parser.parse_args()
-    if args.prometheus is not None and args.current is None:
-        parser.error("--prometheus needs --current (the stage itself writes no .prom file)")
-    params = load_params("drift")
-    if args.current is None:
-        report = run_stage(params)
-        print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
-        return
-    sys.exit(run_cli(args.current, params, args.out, args.model, args.prometheus))
+    no_options(__doc__)
+    report = run_stage(load_params("drift"))
+    print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, no_options
 from sentiment.features.vectorizer import make_vectorizer
 from sentiment.fileio import atomic_path, deterministic_zip, read_split, write_json
 from sentiment.models.files import save_skops
@@ -42,6 +42,7 @@ def featurize(splits: dict[str, Path], out_dir: Path, params: dict[str, Any]) ->
 
 
 def main() -> None:
+    no_options(__doc__)
     params = load_params("featurize")
     with stage_run("featurize"):
         summary = featurize(paths.SPLITS, paths.FEATURES, params)

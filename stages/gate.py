@@ -4,21 +4,16 @@ The DVC stage only decides. It scores the candidate (``models/champion``) and th
 production model (registry alias ``production`` of ``gate.registered_model``, read-only) on
 the same rows of the current test split, and writes ``reports/gate/decision.json``: every
 rule, the paired bootstrap CI of the macro-F1 difference, and which production model it
-compared against. Acting is a separate, idempotent command (``sentiment.registry``):
-``promote`` makes the registry and the BentoML store match the decision (deciding again first
-if production moved since), so a skipped stage, an applied experiment or an empty registry
-still ends promoted or kept as the rules say.
+compared against. Acting is a separate, idempotent command,
+``python -m sentiment.registry promote``: it makes the registry and the BentoML store match the
+decision (deciding again first if production moved since), so a skipped stage, an applied
+experiment or an empty registry still ends promoted or kept as the rules say.
 
     python -m stages.gate            # the DVC stage: decide
-    python -m stages.gate promote    # = python -m sentiment.registry promote (also rollback,
-                                     #   export, download --out DIR, deploy --version N)
 """
 
 from __future__ import annotations
 
-import argparse
-import runpy
-import sys
 from typing import Any
 
 import mlflow
@@ -26,14 +21,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sentiment import paths
-from sentiment.cli import entry_point, fail
+from sentiment.cli import entry_point, fail, no_options
 from sentiment.fileio import write_json
 from sentiment.params import load_params
 from sentiment.registry.decision import decision_for, verdict
 from sentiment.registry.store import registry_error
 from sentiment.tracking import log_key_metrics, stage_run
-
-REGISTRY_COMMANDS = ("promote", "rollback", "export", "download", "deploy")  # the registry's
 
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
@@ -53,13 +46,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    if sys.argv[1:2] and sys.argv[1] in REGISTRY_COMMANDS:
-        # Run by module name, so that the DVC stage does not depend on code it never runs.
-        runpy.run_module("sentiment.registry", run_name="__main__")
-        return
-    parser = argparse.ArgumentParser(description="Promotion gate: decide (default), act, undo.")
-    parser.add_argument("command", nargs="?", default="gate", choices=["gate", *REGISTRY_COMMANDS])
-    parser.parse_args()
+    no_options(__doc__)
     try:
         record = run_stage(load_params("gate"))
     except MlflowException as err:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from sentiment import paths
-from sentiment.cli import entry_point
+from sentiment.cli import entry_point, no_options
 from sentiment.data.splits import (
     OOD_FILES,
     RATING,
@@ -96,6 +96,7 @@ def prepare(raw_csv: Path, ood_dir: Path, out_dir: Path, params: dict[str, Any])
 
 
 def main() -> None:
+    no_options(__doc__)
     params = load_params("prepare")
     with stage_run("prepare"):
         stats = prepare(paths.RAW_REVIEWS, paths.RAW, paths.PREPARED, params)

@@ -21,8 +21,8 @@ from sentiment import paths
 from sentiment.data.splits import read_ood, read_raw, to_prepared
 from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
+from sentiment.monitoring import __main__ as drift_log
 from sentiment.monitoring import drift
-from stages import drift as drift_stage
 from tests.conftest import REPO
 
 PARAMS = {
@@ -171,7 +171,7 @@ def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) 
 def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     setting["reference"].save(paths.DRIFT_REFERENCE)
-    monkeypatch.setattr(drift_stage, "load_predictor", lambda _: setting["detector"].predictor)
+    monkeypatch.setattr(drift_log, "load_predictor", lambda _: setting["detector"].predictor)
     log = tmp_path / "predictions.jsonl"
     records = [
         {"timestamp": "t", "text": t, "label": "positive", "score": 0.9, "model_version": "1"}
@@ -179,10 +179,10 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
     ]
     log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     prom = tmp_path / "textfile" / "drift.prom"
-    code = drift_stage.run_cli(log, PARAMS, tmp_path / "out" / "report.json", prometheus=prom)
+    code = drift_log.check_log(log, PARAMS, tmp_path / "out" / "report.json", prometheus=prom)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["windows"] == 2 and report["retrain"]
-    assert code == drift_stage.EXIT_RETRAIN
+    assert code == drift_log.EXIT_RETRAIN
     exposed = {
         (s.name, s.labels.get("test")): s.value
         for family in text_string_to_metric_families(prom.read_text())
@@ -194,25 +194,26 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
         assert exposed[("sentiment_drift_p_value", test)] == pytest.approx(result["p_adjusted"])
     quiet = tmp_path / "quiet.parquet"
     pd.DataFrame({"text": setting["held"][:200]}).to_parquet(quiet)
-    assert drift_stage.run_cli(quiet, PARAMS, tmp_path / "q.json") in (
-        drift_stage.EXIT_NO_DRIFT,
-        drift_stage.EXIT_DRIFT,
+    assert drift_log.check_log(quiet, PARAMS, tmp_path / "q.json") in (
+        drift_log.EXIT_NO_DRIFT,
+        drift_log.EXIT_DRIFT,
     )
-    assert drift_stage.run_cli(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
-        drift_stage.EXIT_BAD_INPUT
+    assert drift_log.check_log(tmp_path / "missing.csv", PARAMS, tmp_path / "m.json") == (
+        drift_log.EXIT_BAD_INPUT
     )
 
 
-def test_prometheus_output_needs_an_inference_log() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "stages.drift", "--prometheus", "drift.prom"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert done.returncode == 2
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.endswith(
-        "error: --prometheus needs --current (the stage itself writes no .prom file)"
-    )
+def test_an_inference_log_is_the_monitoring_command_s_not_the_stage_s() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for command, refusal in (
+        (["stages.drift", "--current", "log.jsonl"], "unrecognized arguments: --current"),
+        (["sentiment.monitoring", "--prometheus", "drift.prom"], "required: --current"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 2
+        assert refusal in done.stderr.strip().splitlines()[-1]
     assert not (REPO / "drift.prom").exists()
 
 

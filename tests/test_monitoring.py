@@ -173,7 +173,7 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def drift_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A file server over a directory holding what `stages.drift --prometheus` writes (as
+    """A file server over a directory holding what `sentiment.monitoring --prometheus` writes (as
     node-exporter's textfile collector would serve it): its host:port."""
     folder = tmp_path_factory.mktemp("textfile")
     write_drift_metrics(folder / "drift.prom", *drift_results(retrain=True))

@@ -133,7 +133,7 @@ def test_the_command_reports_in_one_line(registry: Registry) -> None:
 
     def gate(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "stages.gate", "deploy", *args],
+            [sys.executable, "-m", "sentiment.registry", "deploy", *args],
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
 

@@ -69,10 +69,12 @@ def test_promote_rollback_export_over_http_with_credentials(
     assert runs and all(tracking_server.password not in text for text in written)
 
 
-def run_gate(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def run_gate(root: Path, command: str, **env: str) -> subprocess.CompletedProcess:
+    """The gate stage (``gate``) or a registry command, as a person runs them."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BENTOML_"))}
+    module = ["stages.gate"] if command == "gate" else ["sentiment.registry", command]
     return subprocess.run(
-        [sys.executable, "-m", "stages.gate", *args],
+        [sys.executable, "-m", *module],
         cwd=root,
         env={**clean, "PYTHONPATH": str(Path(__file__).parent.parent), **env},
         capture_output=True,

@@ -1,13 +1,11 @@
 """The registry commands: act on the gate's decision, undo it, hand production out.
 
-    python -m sentiment.registry promote    # act on the decision (make run / make promote)
-    python -m sentiment.registry rollback   # production <-> previous-production, re-exported
-    python -m sentiment.registry export     # production model -> BentoML store (image builds)
-    python -m sentiment.registry download --out DIR   # production model directory
-    python -m sentiment.registry deploy --version N --reason "..." [--force]
-                                            # a chosen version -> production, checked first
-
-``python -m stages.gate <command>`` runs the same commands.
+python -m sentiment.registry promote    # act on the decision (make run / make promote)
+python -m sentiment.registry rollback   # production <-> previous-production, re-exported
+python -m sentiment.registry export     # production model -> BentoML store (image builds)
+python -m sentiment.registry download --out DIR   # production model directory
+python -m sentiment.registry deploy --version N --reason "..." [--force]
+                                        # a chosen version -> production, checked first
 """
 
 from __future__ import annotations
