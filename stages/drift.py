@@ -15,7 +15,7 @@ drift.
 
 The stage fits the reference that ``python -m sentiment.monitoring`` tests inference logs
 against, and writes the champion's reference figures (predicted-positive share, mean
-confidence) as Prometheus recording rules for the service's alerts (``monitoring/``).
+confidence) as Prometheus recording rules for the service's alerts (``deploy/monitoring/``).
 """
 
 from __future__ import annotations

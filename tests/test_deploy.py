@@ -56,9 +56,9 @@ def test_the_tracking_server_runs_as_the_tests_run_it() -> None:
 
 
 def test_prometheus_scrapes_the_service_and_the_drift_file_where_they_listen() -> None:
-    """The config, rules and reference figures mounted where monitoring/prometheus.yml
+    """The config, rules and reference figures mounted where deploy/monitoring/prometheus.yml
     looks; targets at the ports the stack's services listen on (promtool: test_monitoring)."""
-    config = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    config = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheus.yml").read_text())
     targets = {
         job["job_name"]: (job.get("metrics_path", "/metrics"), job["static_configs"][0]["targets"])
         for job in config["scrape_configs"]
@@ -72,8 +72,8 @@ def test_prometheus_scrapes_the_service_and_the_drift_file_where_they_listen() -
     }
     mounts = dict(v.rsplit(":", 2)[:2] for v in services["prometheus"]["volumes"])
     assert mounts == {
-        "../monitoring/prometheus.yml": "/etc/prometheus/prometheus.yml",
-        "../monitoring/rules": "/etc/prometheus/rules",
+        "./monitoring/prometheus.yml": "/etc/prometheus/prometheus.yml",
+        "./monitoring/rules": "/etc/prometheus/rules",
         "../reports/drift/reference.rules.yml": "/etc/prometheus/reference/reference.rules.yml",
     }
     assert config["rule_files"] == ["rules/*.yml", "reference/*.yml"]

@@ -32,7 +32,7 @@ from sentiment.monitoring.prometheus import (
 from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_service import bento_home, post, serve  # noqa: F401 (bento_home: a fixture)
 
-MONITORING = REPO / "monitoring"
+MONITORING = REPO / "deploy" / "monitoring"
 RULES = yaml.safe_load((MONITORING / "rules" / "sentiment.yml").read_text())
 RULE_TESTS = yaml.safe_load((MONITORING / "tests" / "rules_test.yml").read_text())
 DASHBOARD_JSON = MONITORING / "grafana" / "dashboards" / "sentiment.json"
@@ -41,7 +41,7 @@ COMPOSE = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
 
 
 def rules(kind: str) -> list[dict]:
-    """Every rule of ``kind`` ("alert" or "record") in monitoring/rules/sentiment.yml."""
+    """Every rule of ``kind`` ("alert" or "record") in deploy/monitoring/rules/sentiment.yml."""
     return [rule for group in RULES["groups"] for rule in group["rules"] if kind in rule]
 
 
@@ -153,8 +153,8 @@ def test_the_dashboard_and_the_stack_agree_with_the_rules() -> None:
         "providers"
     ]
     mounts = dict(v.rsplit(":", 2)[:2] for v in COMPOSE["services"]["grafana"]["volumes"])
-    assert mounts["../monitoring/grafana/dashboards"] == provider["options"]["path"]
-    assert mounts["../monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert mounts["./monitoring/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
     recorded = {rule["record"] for rule in rules("record")} | {POSITIVE_SHARE, CONFIDENCE_MEAN}
     for _, expr in panel_queries():
         for name in re.findall(r"sentiment:[\w:]+", expr):
@@ -194,7 +194,7 @@ def live(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, str]]:
     """The service on loopback, and a real Prometheus (Debian's, beside promtool) scraping
-    it and the drift file every second with monitoring/'s rules: (service URL, Prometheus
+    it and the drift file every second with deploy/monitoring/'s rules: (service URL, Prometheus
     URL)."""
     log_dir = tmp_path_factory.mktemp("service")
     service, service_url = serve(bento_home, log_dir)
