@@ -22,19 +22,19 @@ $(BIN)/python:
 # build (several GB), so it comes from PyTorch's CPU index first (as in CI);
 # `make run TORCH_VARIANT=cu128` takes a CUDA 12.8 build instead. macOS wheels are CPU-only.
 TORCH_VARIANT ?= cpu
-TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.lock)
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/main.lock)
 TORCH_INDEX   := https://download.pytorch.org/whl/$(TORCH_VARIANT)
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-$(VENV)/.installed: requirements.lock | $(BIN)/python
+$(VENV)/.installed: requirements/main.lock | $(BIN)/python
 ifeq ($(shell uname -s),Linux)
 	$(PIP) --no-deps --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)+$(TORCH_VARIANT)"
 endif
-	$(PIP) -r requirements.lock
+	$(PIP) -r requirements/main.lock
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.lock $(VENV)/.installed
-	$(PIP) -r requirements-dev.lock
+$(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.installed
+	$(PIP) -r requirements/dev.lock
 	touch $@
 
 ## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise
@@ -109,9 +109,9 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## lock: re-resolve pyproject.toml into requirements.lock / requirements-dev.lock
+## lock: re-resolve pyproject.toml into requirements/main.lock / requirements/dev.lock
 lock: | $(BIN)/python
-	$(BIN)/python tools/lock.py
+	$(BIN)/python requirements/lock.py
 
 ## clean: remove the environment and caches
 clean:

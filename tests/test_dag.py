@@ -28,7 +28,11 @@ def local_files(path: Path) -> set[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             name = node.value
             if name.endswith(CODE_SUFFIXES) and "/" not in name:
-                candidates = [REPO / name, *REPO.glob(f"{PACKAGE}/**/{name}")]
+                candidates = [
+                    REPO / name,
+                    *REPO.glob(f"*/{name}"),
+                    *REPO.glob(f"{PACKAGE}/**/{name}"),
+                ]
                 found.update(c.relative_to(REPO).as_posix() for c in candidates if c.is_file())
         for module in modules:
             candidate = REPO / (module.replace(".", "/") + ".py")
@@ -70,7 +74,7 @@ def test_a_stage_depends_on_no_code_it_does_not_run(stage: str) -> None:
 def test_the_closure_follows_function_level_imports_and_paths() -> None:
     promotion = closure("sentiment/registry/promotion.py")
     assert "sentiment/models/pyfunc_model.py" in promotion  # loaded by path by log_model
-    assert "requirements.lock" in promotion  # read by mlflow_model.pinned_requirements
+    assert "requirements/main.lock" in promotion  # read by mlflow_model.pinned_requirements
     assert "sentiment/models/transformer.py" in closure("stages/evaluate.py")  # in a function
     # The gate stage only decides: the registry's commands are not its deps.
     assert "sentiment/registry/promotion.py" not in closure("stages/gate.py")

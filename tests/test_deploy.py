@@ -15,7 +15,7 @@ DEPLOY = REPO / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 LOCK = dict(
     line.split("==")
-    for line in (REPO / "requirements.lock").read_text().splitlines()
+    for line in (REPO / "requirements/main.lock").read_text().splitlines()
     if "==" in line
 )
 

@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from tests.test_gate import make_model
 from tests.test_transformer import tiny_bert  # noqa: F401 (fixture)
 
-SERVING_LOCK = REPO / "requirements-serving.lock"
+SERVING_LOCK = REPO / "requirements/serving.lock"
 
 # Run in a fresh interpreter: an import hook refuses every package whose distribution is not
 # in the serving lock (as if it were not installed), then the service module is imported and
@@ -100,7 +100,7 @@ def test_the_service_imports_and_scores_with_the_serving_lock_alone(
 def test_the_serving_lock_is_closed_and_agrees_with_the_full_lock() -> None:
     """Every requirement of every pinned package is pinned too (pip installs nothing else),
     and every pin has the full lock's version (one set of versions is tested)."""
-    serving, full = pins(SERVING_LOCK), pins(REPO / "requirements.lock")
+    serving, full = pins(SERVING_LOCK), pins(REPO / "requirements/main.lock")
     assert {n: v for n, v in serving.items() if full.get(n) != v} == {}
     missing = set()
     for name in serving:
@@ -120,4 +120,4 @@ def test_the_serving_group_is_what_the_lock_pins() -> None:
 
 def test_the_bento_installs_the_serving_lock() -> None:
     bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
-    assert bentofile["python"]["requirements_txt"] == SERVING_LOCK.name
+    assert bentofile["python"]["requirements_txt"] == SERVING_LOCK.relative_to(REPO).as_posix()

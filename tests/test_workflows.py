@@ -54,7 +54,7 @@ def test_zizmor_finds_nothing_of_high_severity() -> None:
 def test_make_installs_the_cpu_build_of_the_locked_torch() -> None:
     """On Linux the CPU build comes first from PyTorch's index; the lock then finds torch
     installed (its pin has no local label). TORCH_VARIANT picks another build."""
-    version = re.search(r"^torch==(\S+)$", (REPO / "requirements.lock").read_text(), re.M)[1]
+    version = re.search(r"^torch==(\S+)$", (REPO / "requirements/main.lock").read_text(), re.M)[1]
 
     def dry_run(*variables: str) -> str:
         return subprocess.run(
@@ -69,5 +69,5 @@ def test_make_installs_the_cpu_build_of_the_locked_torch() -> None:
     assert (
         f'--no-deps --index-url https://download.pytorch.org/whl/cpu "torch=={version}+cpu"' in cpu
     )
-    assert cpu.index(f"torch=={version}+cpu") < cpu.index("-r requirements.lock")
+    assert cpu.index(f"torch=={version}+cpu") < cpu.index("-r requirements/main.lock")
     assert f'whl/cu128 "torch=={version}+cu128"' in cuda

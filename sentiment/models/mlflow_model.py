@@ -15,7 +15,7 @@ import mlflow
 
 from sentiment.paths import REPO_ROOT
 
-# Packages a logged model needs at load time, pinned from requirements.lock.
+# Packages a logged model needs at load time, pinned from requirements/main.lock.
 MODEL_PACKAGES = (
     "mlflow",
     "torch",
@@ -34,10 +34,10 @@ MODEL_PACKAGES = (
 
 
 def pinned_requirements(names: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
-    """``name==version`` lines from requirements.lock (explicit: no slow inference)."""
+    """``name==version`` lines from requirements/main.lock (explicit: no slow inference)."""
     pins = dict(
         line.split("==", 1)
-        for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+        for line in (REPO_ROOT / "requirements" / "main.lock").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
     return [f"{name}=={pins[name]}" for name in names if name in pins]

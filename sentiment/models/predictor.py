@@ -187,7 +187,7 @@ def load_predictor(model_dir: str | Path) -> Predictor:
             from sentiment.models.transformer import TransformerPredictor
         except ImportError as err:  # the serving image has no torch
             raise RuntimeError(
-                f"{model_dir}: scoring with torch needs requirements.lock ({err}); "
+                f"{model_dir}: scoring with torch needs requirements/main.lock ({err}); "
                 "a model directory with model.onnx is scored without it"
             ) from err
         return TransformerPredictor(model_dir, meta)
