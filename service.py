@@ -191,11 +191,11 @@ class Sentiment:
 
     def classify(self, texts: list[str]) -> list[dict]:
         """One model call for a batch (in the batcher's thread)."""
-        from sentiment.models.predictor import decide
+        from sentiment.models.predictor import label_ids
 
         serving = self.serving  # the whole batch on one model, even if a swap comes meanwhile
         proba = serving.predictor.predict_proba(texts)
-        labels = decide(proba, serving.threshold)
+        labels = label_ids(proba, serving.threshold)
         self.scored.inc(len(texts))
         self.batch_size.observe(len(texts))
         return [

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from sentiment.models.files import bento_model_dir
-from sentiment.models.predictor import decide, load_predictor
+from sentiment.models.predictor import label_ids, load_predictor
 
 predictor = load_predictor(
     bento_model_dir(bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")))
@@ -26,5 +26,5 @@ class Review(BaseModel):
 @app.post("/predict")
 def predict(review: Review) -> dict:
     proba = predictor.predict_proba([review.text])
-    label = int(decide(proba, predictor.meta.get("threshold"))[0])
+    label = int(label_ids(proba, predictor.meta.get("threshold"))[0])
     return {"label": ["negative", "positive"][label], "score": float(proba[0, 1])}

@@ -31,7 +31,7 @@ from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
 from sentiment.models.onnx_backend import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor
-from sentiment.models.predictor import batch_invariance_error, decide, read_meta
+from sentiment.models.predictor import batch_invariance_error, label_ids, read_meta
 from sentiment.models.transformer import TransformerPredictor, calibration_sample, quantize_onnx
 from sentiment.params import load_params
 
@@ -97,9 +97,9 @@ def main() -> None:
             sample = test_texts[:300] if batch == 1 else test_texts
             rates[batch], proba = texts_per_s(score, sample, batch)
             figures[f"{name}_b{batch}_texts_per_s"] = round(rates[batch], 1)
-        test_f1 = macro_f1(test_labels, decide(proba, meta["threshold"]))
-        val_f1 = macro_f1(splits["val"][1], decide(score(splits["val"][0]), meta["threshold"]))
-        rates_of = run_suite(lambda batch, s=score: decide(s(batch), meta["threshold"]))
+        test_f1 = macro_f1(test_labels, label_ids(proba, meta["threshold"]))
+        val_f1 = macro_f1(splits["val"][1], label_ids(score(splits["val"][0]), meta["threshold"]))
+        rates_of = run_suite(lambda batch, s=score: label_ids(s(batch), meta["threshold"]))
         behaviour = min(rates_of.values())
         reference = proba if reference is None else reference
         diff = float(np.abs(proba - reference).max())

@@ -22,7 +22,7 @@ from sentiment.cli import entry_point
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import atomic_path, write_json
 from sentiment.models.onnx_backend import collapse
-from sentiment.models.predictor import best_threshold, decide, save_classical
+from sentiment.models.predictor import best_threshold, label_ids, save_classical
 from sentiment.models.search import (
     Inputs,
     refit_best,
@@ -51,7 +51,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         proba = collapse(pipeline.named_steps["classifier"].predict_proba(x_val), groups)
         threshold = best_threshold(y_val.tolist(), proba[:, 1]) if proba.shape[1] == 2 else None
         best = study_record(study, params, seconds) | {
-            "val_macro_f1": round(macro_f1(y_val, decide(proba, threshold)), 5),
+            "val_macro_f1": round(macro_f1(y_val, label_ids(proba, threshold)), 5),
             "threshold": threshold,
         }
         meta = {

@@ -17,7 +17,7 @@ from sentiment.models.candidates import (
     slices,
     unseen,
 )
-from sentiment.models.predictor import EnsemblePredictor, best_threshold, decide
+from sentiment.models.predictor import EnsemblePredictor, best_threshold, label_ids
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_estimate() -> None:
@@ -121,7 +121,7 @@ def test_the_ensemble_weight_goes_to_the_member_that_helps_on_validation() -> No
 def test_cross_fitting_scores_rows_with_parameters_fitted_without_them() -> None:
     y, good, noise = two_members()
     # On noise, a threshold fitted on the same rows finds a lucky cut; cross-fitted, it cannot.
-    in_sample = macro_f1(y, decide(noise, fit_decision(y, [noise])["threshold"]))
+    in_sample = macro_f1(y, label_ids(noise, fit_decision(y, [noise])["threshold"]))
     assert crossfit_macro_f1(y, [noise], seed=1) < in_sample
     assert crossfit_macro_f1(y, [noise, good], seed=1) > 0.8
     assert crossfit_macro_f1(y, [good], seed=1) == crossfit_macro_f1(y, [good], seed=1)
@@ -168,8 +168,8 @@ def test_threshold_and_decision() -> None:
     threshold = best_threshold(y, positive)
     assert 0.65 < threshold <= 0.7
     proba = np.c_[1 - positive, positive]
-    assert decide(proba, threshold).tolist() == [0, 0, 1, 1]
-    assert decide(np.array([[0.2, 0.5, 0.3]]), None).tolist() == [1]
+    assert label_ids(proba, threshold).tolist() == [0, 0, 1, 1]
+    assert label_ids(np.array([[0.2, 0.5, 0.3]]), None).tolist() == [1]
 
 
 def test_slices_split_short_long_and_emoji() -> None:

@@ -35,7 +35,7 @@ from sentiment.models.predictor import (
     EnsemblePredictor,
     Predictor,
     best_threshold,
-    decide,
+    label_ids,
     load_predictor,
     predict,
     read_meta,
@@ -66,7 +66,7 @@ def fit_decision(y: list[int], members: list[np.ndarray]) -> dict[str, float]:
     for weight in WEIGHTS if len(members) == 2 else [1.0]:
         proba = blend(members, weight)
         threshold = best_threshold(y, proba[:, 1])
-        key = (round(macro_f1(y, decide(proba, threshold)), 6), -abs(weight - 0.5))
+        key = (round(macro_f1(y, label_ids(proba, threshold)), 6), -abs(weight - 0.5))
         if not best or key > best[0]:
             best = (key, float(weight), threshold)
     return {"weight": best[1], "threshold": best[2]}
@@ -81,13 +81,13 @@ def crossfit_macro_f1(y: list[int], members: list[np.ndarray], seed: int) -> flo
     for fit_rows, held in folds.split(np.zeros(len(y_arr)), y_arr):
         fitted = fit_decision(y_arr[fit_rows].tolist(), [m[fit_rows] for m in members])
         held_proba = blend([m[held] for m in members], fitted["weight"])
-        pred[held] = decide(held_proba, fitted["threshold"])
+        pred[held] = label_ids(held_proba, fitted["threshold"])
     return round(macro_f1(y_arr, pred), 4)
 
 
 def score(y: list[int], proba: np.ndarray, threshold: float | None, params: dict) -> dict:
     """Every metric of one candidate on one split."""
-    pred = decide(proba, threshold)
+    pred = label_ids(proba, threshold)
     precision, recall, f1, _ = precision_recall_fscore_support(y, pred, zero_division=0)
     return {
         "macro_f1": round(macro_f1(y, pred), 4),
@@ -189,7 +189,7 @@ def write_plots(
         )
         for label in (1, 0):  # positive, and the minority class where models differ
             write_json(out[PR_PLOTS[label]] / f"{name}.json", pr_points(y, proba, label))
-        pred = decide(proba, thresholds[name])
+        pred = label_ids(proba, thresholds[name])
         write_json(
             out["confusion"] / f"{name}.json",
             [{"actual": names[a], "predicted": names[p]} for a, p in zip(y, pred, strict=True)],
@@ -326,7 +326,7 @@ def evaluate_candidates(
 
     metrics: dict[str, Any] = {}
     for name in probas:
-        test_pred = decide(probas[name]["test"], thresholds[name])
+        test_pred = label_ids(probas[name]["test"], thresholds[name])
         metrics[name] = {
             **{
                 split: score(y, probas[name][split], thresholds[name], params)

@@ -36,7 +36,7 @@ class Predictor(Protocol):
     def predict_proba(self, texts: list[str]) -> np.ndarray: ...
 
 
-def decide(proba: np.ndarray, threshold: float | None) -> np.ndarray:
+def label_ids(proba: np.ndarray, threshold: float | None) -> np.ndarray:
     """Label ids from probabilities: binary uses the threshold on P(positive), else argmax."""
     if proba.shape[1] == 2 and threshold is not None:
         return (proba[:, 1] >= threshold).astype(int)
@@ -45,7 +45,7 @@ def decide(proba: np.ndarray, threshold: float | None) -> np.ndarray:
 
 def predict(predictor: Predictor, texts: list[str]) -> np.ndarray:
     """Label ids for raw texts, with the predictor's own decision threshold."""
-    return decide(predictor.predict_proba(texts), predictor.meta.get("threshold"))
+    return label_ids(predictor.predict_proba(texts), predictor.meta.get("threshold"))
 
 
 TARGETS = ("label", "rating")  # what a model learns: the labels, or the 1-5 star ratings

@@ -22,10 +22,10 @@ class SentimentModel(PythonModel):
         self.predictor = load_predictor(context.artifacts["model_dir"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        from sentiment.models.predictor import decide
+        from sentiment.models.predictor import label_ids
 
         proba = self.predictor.predict_proba(model_input["text"].astype(str).tolist())
-        labels = decide(proba, self.predictor.meta.get("threshold"))
+        labels = label_ids(proba, self.predictor.meta.get("threshold"))
         return pd.DataFrame({"label": labels, "score": proba[:, -1]})
 
 

@@ -39,7 +39,7 @@ from sentiment.models.predictor import (
     batch_invariance_error,
     best_threshold,
     check_target,
-    decide,
+    label_ids,
     predict,
     rating_groups,
 )
@@ -281,7 +281,7 @@ def quantization_check(model_dir: Path, result: dict[str, Any]) -> dict[str, Any
     for name, quantized in (("fp32", False), ("int8", True)):
         predictor = OnnxPredictor(model_dir, meta | {"quantized": quantized})
         proba = predictor.proba_of_model_texts(result["val_texts"])
-        scores[name] = macro_f1(result["val_labels"], decide(proba, result["threshold"]))
+        scores[name] = macro_f1(result["val_labels"], label_ids(proba, result["threshold"]))
         behaviour[name] = run_suite(lambda batch, p=predictor: predict(p, batch))
         invariance[name] = batch_invariance_error(
             predictor.proba_of_model_texts, result["val_texts"]

@@ -25,7 +25,7 @@ from sentiment.data.splits import RATING, TEXT, quarantine_reasons, read_raw
 from sentiment.data.text import Tokenizer, clean_text
 from sentiment.fileio import atomic_path
 from sentiment.models.files import load_skops, save_skops
-from sentiment.models.predictor import Predictor, decide
+from sentiment.models.predictor import Predictor, label_ids
 
 TOKENIZER = Tokenizer(emoji_mode="keep")
 
@@ -220,7 +220,9 @@ def build_reference(
     ).fit(rest)
     proba = predictor.predict_proba(sample)
     threshold = predictor.meta.get("threshold")
-    return Reference(sample, proba[:, -1], decide(proba, threshold), vocabulary, projection), held
+    return Reference(
+        sample, proba[:, -1], label_ids(proba, threshold), vocabulary, projection
+    ), held
 
 
 class DriftDetector:
@@ -265,10 +267,10 @@ class DriftDetector:
         if scores is None:
             proba = self.predictor.predict_proba(texts)
             scores = proba[:, -1]
-            predicted = decide(proba, self.predictor.meta.get("threshold"))
+            predicted = label_ids(proba, self.predictor.meta.get("threshold"))
         else:
             threshold = self.predictor.meta.get("threshold") if self.predictor else None
-            predicted = decide(np.c_[1 - scores, scores], threshold)
+            predicted = label_ids(np.c_[1 - scores, scores], threshold)
         results: dict[str, dict[str, float]] = {}
 
         results["label_share"] = label_share_test(self.ref.labels, predicted)

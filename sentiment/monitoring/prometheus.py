@@ -26,12 +26,12 @@ CONFIDENCE_MEAN = "sentiment:reference_confidence_mean"
 
 def reference_figures(predictor: Predictor, texts: list[str]) -> dict[str, float]:
     """The champion's predicted-positive share and mean confidence on ``texts``."""
-    from sentiment.models.predictor import decide
+    from sentiment.models.predictor import label_ids
 
     names = label_names(predictor.meta, "the champion")
     positive = names.index("positive") if "positive" in names else len(names) - 1
     proba = predictor.predict_proba(texts)
-    predicted = decide(proba, predictor.meta.get("threshold"))
+    predicted = label_ids(proba, predictor.meta.get("threshold"))
     confidence = proba[np.arange(len(predicted)), predicted]
     return {
         "positive_share": round(float(np.mean(predicted == positive)), 3),

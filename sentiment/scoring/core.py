@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from sentiment.data.labels import label_names
 from sentiment.models.files import bento_model_dir, file_digests
-from sentiment.models.predictor import Predictor, decide, read_meta
+from sentiment.models.predictor import Predictor, label_ids, read_meta
 from sentiment.serving.rules import nothing_to_score
 
 SCHEMA = pa.schema(
@@ -71,7 +71,7 @@ def score_chunk(
     scores: list[float | None] = [None] * len(values)
     if good:
         proba = predictor.predict_proba([values[i] for i in good])
-        ids = decide(proba, predictor.meta.get("threshold"))
+        ids = label_ids(proba, predictor.meta.get("threshold"))
         chosen = proba[:, 1] if len(names) == 2 else proba[np.arange(len(ids)), ids]
         for i, label, score in zip(good, ids, chosen, strict=True):
             labels[i], scores[i] = names[label], float(score)
