@@ -240,8 +240,8 @@ class Sentiment:
 
 def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
     """A store model loaded for serving, after its files matched their sha256 record."""
-    from sentiment.models.files import bento_model_dir
     from sentiment.models.predictor import load_predictor
+    from sentiment.models.trust import bento_model_dir
 
     predictor = load_predictor(bento_model_dir(model))
     names = label_names(predictor.meta, f"BentoML model {model.tag}")

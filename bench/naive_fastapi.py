@@ -10,8 +10,8 @@ import bentoml
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from sentiment.models.files import bento_model_dir
 from sentiment.models.predictor import label_ids, load_predictor
+from sentiment.models.trust import bento_model_dir
 
 predictor = load_predictor(
     bento_model_dir(bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")))

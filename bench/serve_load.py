@@ -193,7 +193,7 @@ def export_models(model_dirs: list[Path]) -> list[str]:
     home = tempfile.mkdtemp(prefix="serve-load-bentoml-")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["BENTOML_HOME"] = home
-    from sentiment.models.files import file_digests
+    from sentiment.models.trust import file_digests
     from sentiment.registry.store import export_to_bentoml
 
     return [
@@ -206,8 +206,8 @@ def ceiling(tag: str, texts: list[str]) -> float:
     """The model alone, in this process: texts/s scoring batches of 64."""
     import bentoml
 
-    from sentiment.models.files import bento_model_dir
     from sentiment.models.predictor import load_predictor
+    from sentiment.models.trust import bento_model_dir
 
     predictor = load_predictor(bento_model_dir(bentoml.models.get(tag)))
     predictor.predict_proba(texts[:64])

@@ -13,7 +13,7 @@ from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.features.vectorizer import make_vectorizer
 from sentiment.fileio import atomic_path, deterministic_zip, read_split, write_json
-from sentiment.models.files import save_skops
+from sentiment.models.trust import save_skops
 from sentiment.params import load_params
 from sentiment.tracking import log_key_metrics, stage_run
 

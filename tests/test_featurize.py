@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 from sentiment.features.vectorizer import make_vectorizer, stop_words
-from sentiment.models.files import load_skops
+from sentiment.models.trust import load_skops
 from sentiment.tracking import dvc_md5
 from stages.featurize import featurize
 from tests.conftest import REPO, project_env, sh, split_files

@@ -24,8 +24,8 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
 from sentiment import paths, tracking
-from sentiment.models.files import UntrustedModelError, file_digests
 from sentiment.models.predictor import save_classical
+from sentiment.models.trust import UntrustedModelError, file_digests
 from sentiment.registry import decision as rules
 from sentiment.registry import promotion, store
 from stages import gate

@@ -11,10 +11,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sentiment.data.text import model_text
 from sentiment.models import training as tt
-from sentiment.models.files import file_digests
 from sentiment.models.onnx_backend import ONNX_FILE, ONNX_INT8_FILE, OnnxPredictor, onnx_file
 from sentiment.models.predictor import load_predictor, read_meta
 from sentiment.models.transformer import TransformerPredictor, quantize_onnx, save_transformer
+from sentiment.models.trust import file_digests
 from tests.test_transformer import WORDS, splits, tiny_bert  # noqa: F401 (fixtures)
 
 META = {"threshold": 0.5, "max_length": 16, "n_classes": 2}

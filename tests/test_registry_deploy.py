@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sentiment.models.files import UntrustedModelError
+from sentiment.models.trust import UntrustedModelError
 from sentiment.registry import promotion, store
 from sentiment.registry.deploy import DEPLOY_TAGS, DeployRefused, deploy
 from tests import test_gate

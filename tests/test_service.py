@@ -24,8 +24,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from sentiment.models.files import save_skops
 from sentiment.models.predictor import INVARIANCE_BOUND, save_classical
+from sentiment.models.trust import save_skops
 from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_gate import make_model
 from tests.test_invariance import transformer_dir  # noqa: F401 (a fixture)
@@ -55,7 +55,7 @@ def export_model(home: Path, model_dir: Path, version: str = "7") -> None:
     code = (
         "import sys; from pathlib import Path; "
         "from sentiment.registry.store import export_to_bentoml; "
-        "from sentiment.models.files import file_digests; d = Path(sys.argv[1]); "
+        "from sentiment.models.trust import file_digests; d = Path(sys.argv[1]); "
         "export_to_bentoml(d, 'sentiment', sys.argv[2], file_digests(d), {})"
     )
     subprocess.run(
@@ -433,7 +433,7 @@ def crafted(model_dir: Path) -> None:
 
 
 LOAD_AS_THE_SERVICE_DOES = (
-    "import bentoml; from sentiment.models.files import bento_model_dir; "
+    "import bentoml; from sentiment.models.trust import bento_model_dir; "
     "from sentiment.models.predictor import load_predictor; "
     "load_predictor(bento_model_dir(bentoml.models.get('sentiment:latest')))"
 )

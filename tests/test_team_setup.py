@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from sentiment import paths, tracking
 from sentiment.models import search
-from sentiment.models.files import UntrustedModelError
+from sentiment.models.trust import UntrustedModelError
 from sentiment.registry import promotion
 from stages import tune
 from tests.conftest import (

@@ -21,10 +21,10 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from sentiment.data.text import model_text
 from sentiment.models import training as tt
 from sentiment.models.encoders import base_model_dir
-from sentiment.models.files import file_digests
 from sentiment.models.numerics import cpu_pins
 from sentiment.models.predictor import load_predictor, predict, rating_groups, read_meta
 from sentiment.models.transformer import probabilities, save_transformer
+from sentiment.models.trust import file_digests
 from tests.conftest import copy_project, project_env
 
 WORDS = [

@@ -29,7 +29,6 @@ from sentiment.data.labels import LABEL_NAMES, require_binary
 from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from sentiment.fileio import atomic_path, write_json
-from sentiment.models.files import dir_size_mb
 from sentiment.models.predictor import (
     META_FILE,
     EnsemblePredictor,
@@ -40,6 +39,7 @@ from sentiment.models.predictor import (
     predict,
     read_meta,
 )
+from sentiment.models.trust import dir_size_mb
 
 MEMBERS = ("classical", "transformer")  # the ensemble's, in its weights' order
 CANDIDATES = (*MEMBERS, "ensemble")

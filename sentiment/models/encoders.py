@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sentiment.cli import entry_point
 from sentiment.fileio import atomic_path
-from sentiment.models.files import file_sha256
+from sentiment.models.trust import file_sha256
 
 
 class AssemblyError(ValueError):

@@ -20,8 +20,8 @@ import numpy as np
 
 from sentiment.data.text import clean_text
 from sentiment.fileio import write_json
-from sentiment.models.files import load_skops, save_skops
 from sentiment.models.onnx_backend import collapse
+from sentiment.models.trust import load_skops, save_skops
 from sentiment.params import ParamsError
 
 META_FILE = "meta.json"

@@ -37,11 +37,11 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
-from sentiment.models.files import load_skops
 from sentiment.models.predictor import (
     check_target,
     rating_groups,
 )
+from sentiment.models.trust import load_skops
 from sentiment.tracking import params_hash, project_root
 
 FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")

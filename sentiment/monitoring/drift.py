@@ -24,8 +24,8 @@ from sklearn.preprocessing import Normalizer
 from sentiment.data.splits import RATING, TEXT, quarantine_reasons, read_raw
 from sentiment.data.text import Tokenizer, clean_text
 from sentiment.fileio import atomic_path
-from sentiment.models.files import load_skops, save_skops
 from sentiment.models.predictor import Predictor, label_ids
+from sentiment.models.trust import load_skops, save_skops
 
 TOKENIZER = Tokenizer(emoji_mode="keep")
 

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from sentiment import paths
 from sentiment.cli import entry_point, fail
-from sentiment.models.files import UntrustedModelError
+from sentiment.models.trust import UntrustedModelError
 from sentiment.params import load_params
 from sentiment.registry.deploy import deploy
 from sentiment.registry.promotion import act, download_production, export_production, rollback

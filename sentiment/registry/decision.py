@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
-from sentiment.models.files import dir_size_mb, verify_digests
 from sentiment.models.predictor import load_predictor, predict, read_meta
+from sentiment.models.trust import dir_size_mb, verify_digests
 from sentiment.registry.store import (
     MODEL_MD5_TAG,
     download_version,

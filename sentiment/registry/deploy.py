@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from sentiment import paths
 from sentiment.fileio import read_split
-from sentiment.models.files import verify_digests
+from sentiment.models.trust import verify_digests
 from sentiment.registry.decision import assess, assess_version, deploy_rules
 from sentiment.registry.promotion import ensure_served
 from sentiment.registry.store import (

@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from sentiment import paths
 from sentiment.fileio import atomic_path
-from sentiment.models.files import UntrustedModelError, file_digests, verify_digests
 from sentiment.models.mlflow_model import log_model
+from sentiment.models.trust import UntrustedModelError, file_digests, verify_digests
 from sentiment.registry.decision import decision_for
 from sentiment.registry.store import (
     DIGESTS_TAG,

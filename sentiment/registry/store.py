@@ -15,8 +15,8 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sentiment.models.files import BENTO_SUBDIR, UntrustedModelError, verify_digests
 from sentiment.models.predictor import read_meta
+from sentiment.models.trust import BENTO_SUBDIR, UntrustedModelError, verify_digests
 from sentiment.tracking import redact_uri, tracking_uri
 
 PRODUCTION, PREVIOUS = "production", "previous-production"

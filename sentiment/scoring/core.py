@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from sentiment.data.labels import label_names
-from sentiment.models.files import bento_model_dir, file_digests
 from sentiment.models.predictor import Predictor, label_ids, read_meta
+from sentiment.models.trust import bento_model_dir, file_digests
 from sentiment.serving.rules import nothing_to_score
 
 SCHEMA = pa.schema(

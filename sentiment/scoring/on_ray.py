@@ -23,8 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentiment.models.files import file_digests, verify_digests
 from sentiment.models.predictor import load_predictor
+from sentiment.models.trust import file_digests, verify_digests
 from sentiment.scoring.core import ChunkScorer
 from sentiment.scoring.storage import Location, parts_folder
 
