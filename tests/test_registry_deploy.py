@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from sentiment.models.trust import UntrustedModelError
 from sentiment.registry import promotion, store
-from sentiment.registry.deploy import DEPLOY_TAGS, DeployRefused, deploy
+from sentiment.registry.chosen_version import DEPLOY_TAGS, DeployRefused, deploy
 from tests import test_gate
 from tests.conftest import REPO
 from tests.test_gate import Registry, assert_failure_changes_nothing, served_version, two_versions
@@ -116,7 +116,7 @@ def test_a_failed_deploy_leaves_everything_as_it_was(
             if step == "tags":
                 fail_setting_tag(patch)
             elif step == "export":  # deploy exports the checked files it downloaded
-                patch.setattr("sentiment.registry.deploy.export_to_bentoml", boom)
+                patch.setattr("sentiment.registry.chosen_version.export_to_bentoml", boom)
             return deploy(params, 1, "back to 1")
 
     before = assert_failure_changes_nothing(registry, step, command, monkeypatch)

@@ -20,7 +20,7 @@ from sentiment import paths
 from sentiment.cli import entry_point, fail
 from sentiment.models.trust import UntrustedModelError
 from sentiment.params import load_params
-from sentiment.registry.deploy import deploy
+from sentiment.registry.chosen_version import deploy
 from sentiment.registry.promotion import act, download_production, export_production, rollback
 from sentiment.registry.store import UndoError, registry_error
 
