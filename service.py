@@ -5,31 +5,10 @@ Texts of concurrent requests are scored together, one batch at a time, in this p
 (``sentiment/serving/batcher.py``), through the same ``sentiment.models.predictor`` code as
 evaluate and the gate.
 
-Environment:
-- ``SENTIMENT_MODEL_TAG``: BentoML model to serve (default ``sentiment:latest``, the one the
-  gate exported last);
-- ``SENTIMENT_FOLLOW_PRODUCTION`` (0; ``make serve`` sets 1): follow that tag in the store,
-  checked every ``SENTIMENT_FOLLOW_INTERVAL_S`` (5) seconds: a promotion, rollback or deploy
-  is loaded, checked and swapped in between batches, without a restart
-  (``sentiment/serving/follow.py``); ``/readyz`` names the answering version in its
-  ``x-model-version`` header. Off in the container image, which serves the model it was
-  built with;
-- ``SENTIMENT_MAX_CHARS`` (5000), ``SENTIMENT_MAX_BATCH`` (256) and
-  ``SENTIMENT_MAX_BODY_BYTES`` (1 MiB): input limits (``sentiment/serving/request_guard.py``
-  enforces them before BentoML reads a request, and ``/docs.json`` declares them);
-  ``SENTIMENT_MAX_BATCH`` also bounds the texts of one model call;
-- ``SENTIMENT_WORKERS`` (one per core of the container's CPU limit): processes, each with its
-  own model, batches and log, scoring with ``SENTIMENT_ONNX_THREADS`` (cores / workers)
-  ONNX Runtime threads that do not spin-wait (``SENTIMENT_ONNX_SPIN``, 0 here);
-- ``SENTIMENT_API_TOKEN``: when set, requests need ``Authorization: Bearer <token>``
-  (``sentiment/serving/auth.py``); ``SENTIMENT_API_TOKEN_SCOPE``: ``predict`` (default: the probes,
-  ``/metrics`` and the docs stay open) or ``all`` (only ``/readyz``, ``/livez``, ``/healthz``);
-- ``SENTIMENT_INFERENCE_LOG``: JSONL path of the inference log (default
-  ``inference-log/predictions.jsonl``; ``off`` disables it): each worker writes its own
-  file, ``predictions.worker-<n>.jsonl``, rotated at ``SENTIMENT_INFERENCE_LOG_MAX_BYTES``
-  (10 MB) keeping ``SENTIMENT_INFERENCE_LOG_BACKUPS`` (5); texts are logged with e-mail
-  addresses, URLs and phone numbers replaced (``SENTIMENT_LOG_REDACT``: ``all``, ``off`` or a
-  subset such as ``email,url``).
+Its settings (``SENTIMENT_MODEL_TAG``, following production, the request limits, workers,
+the token, the inference log) are declared in ``sentiment/settings.py``, with their defaults
+and bounds, and checked when this module is imported: a bad value stops ``bentoml serve`` in
+one line naming the variable. docs/configuration.md lists them.
 """
 
 from __future__ import annotations
@@ -51,21 +30,29 @@ from sentiment.serving.readiness import VersionHeader
 from sentiment.serving.request_guard import RequestGuard, Route, request_schema
 from sentiment.serving.rules import (
     VISIBLE,
+    decades_up_to,
+    doubling_up_to,
     nothing_to_score,
     redact,
     redaction_kinds,
     worker_log_path,
 )
+from sentiment.settings import SettingError, check, setting
 
-MODEL_TAG = os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")
-FOLLOW_PRODUCTION = os.environ.get("SENTIMENT_FOLLOW_PRODUCTION", "0") == "1"
-FOLLOW_INTERVAL_S = float(os.environ.get("SENTIMENT_FOLLOW_INTERVAL_S", "5"))
-MAX_CHARS = int(os.environ.get("SENTIMENT_MAX_CHARS", "5000"))
-MAX_BATCH = int(os.environ.get("SENTIMENT_MAX_BATCH", "256"))
-MAX_BODY_BYTES = int(os.environ.get("SENTIMENT_MAX_BODY_BYTES", str(2**20)))
+try:
+    check("service")
+except SettingError as err:  # one line, before BentoML starts anything
+    raise SystemExit(f"service: {err}") from None
+MODEL_TAG = setting("SENTIMENT_MODEL_TAG")
+FOLLOW_PRODUCTION = setting("SENTIMENT_FOLLOW_PRODUCTION")
+FOLLOW_INTERVAL_S = setting("SENTIMENT_FOLLOW_INTERVAL_S")
+MAX_CHARS = setting("SENTIMENT_MAX_CHARS")
+MAX_BATCH = setting("SENTIMENT_MAX_BATCH")  # texts of one request
+MODEL_BATCH = setting("SENTIMENT_MODEL_BATCH")  # texts of one model call
+MAX_BODY_BYTES = setting("SENTIMENT_MAX_BODY_BYTES")
 # BentoML's "cpu_count" reads the container's CPU limit (cgroups), not the host's cores.
-WORKERS: int | str = int(os.environ.get("SENTIMENT_WORKERS", "0")) or "cpu_count"
-REDACT = redaction_kinds(os.environ.get("SENTIMENT_LOG_REDACT", "all"))
+WORKERS: int | str = setting("SENTIMENT_WORKERS") or "cpu_count"
+REDACT = redaction_kinds(setting("SENTIMENT_LOG_REDACT"))
 
 ReviewText = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
@@ -110,7 +97,7 @@ ROUTES = {
 
 def inference_logger() -> logging.Logger | None:
     """A JSONL logger with size-based rotation, one file per worker, or None when off."""
-    path = os.environ.get("SENTIMENT_INFERENCE_LOG", "inference-log/predictions.jsonl")
+    path = setting("SENTIMENT_INFERENCE_LOG")
     if path.lower() in ("", "off", "false", "0"):
         return None
     path = worker_log_path(path, bentoml.server_context.worker_index or 1)
@@ -122,8 +109,8 @@ def inference_logger() -> logging.Logger | None:
             path.parent.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
                 path,
-                maxBytes=int(os.environ.get("SENTIMENT_INFERENCE_LOG_MAX_BYTES", 10 * 2**20)),
-                backupCount=int(os.environ.get("SENTIMENT_INFERENCE_LOG_BACKUPS", "5")),
+                maxBytes=setting("SENTIMENT_INFERENCE_LOG_MAX_BYTES"),
+                backupCount=setting("SENTIMENT_INFERENCE_LOG_BACKUPS"),
                 encoding="utf-8",
                 delay=True,
             )
@@ -151,7 +138,7 @@ class Sentiment:
         os.environ.setdefault("SENTIMENT_ONNX_THREADS", str(share))
         os.environ.setdefault("SENTIMENT_ONNX_SPIN", "0")
         self.serving = load_serving(self.model_ref)
-        self.batcher = Batcher(self.classify, MAX_BATCH)
+        self.batcher = Batcher(self.classify, MODEL_BATCH)
         self.log = inference_logger()
         self.scored = bentoml.metrics.Counter(
             name="sentiment_model_texts_total", documentation="Texts scored by the model"
@@ -159,7 +146,7 @@ class Sentiment:
         self.batch_size = bentoml.metrics.Histogram(
             name="sentiment_batch_size",
             documentation="Texts per model call (concurrent requests scored together)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            buckets=doubling_up_to(MODEL_BATCH),  # a larger request is split
         )
         self.predictions = bentoml.metrics.Counter(
             name="sentiment_predictions_total",
@@ -174,7 +161,7 @@ class Sentiment:
         self.length = bentoml.metrics.Histogram(
             name="sentiment_text_length_chars",
             documentation="Length of scored texts",
-            buckets=(10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+            buckets=decades_up_to(MAX_CHARS),
         )
         ANSWERING["service"] = self
         if FOLLOW_PRODUCTION:
@@ -258,13 +245,13 @@ def answering_version() -> str | None:
     return service.serving.version if service is not None else None
 
 
-if os.environ.get("SENTIMENT_API_TOKEN"):
-    from sentiment.serving.auth import BearerAuth, open_paths
+if setting("SENTIMENT_API_TOKEN"):
+    from sentiment.serving.auth import BearerAuth
 
-    TOKEN_SCOPE = os.environ.get("SENTIMENT_API_TOKEN_SCOPE", "predict")
-    open_paths(TOKEN_SCOPE)  # a bad scope stops `bentoml serve` here, not in every worker
     Sentiment.add_asgi_middleware(
-        BearerAuth, token=os.environ["SENTIMENT_API_TOKEN"], scope=TOKEN_SCOPE
+        BearerAuth,
+        token=setting("SENTIMENT_API_TOKEN"),
+        scope=setting("SENTIMENT_API_TOKEN_SCOPE"),
     )
 # After the token check (middlewares added first run first): refuse what is not a valid
 # request before BentoML reads it.

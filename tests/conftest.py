@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sentiment.settings import setting
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 BIN = Path(sys.executable).parent
@@ -135,7 +137,7 @@ def pulled_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
             f"needs the real data: `dvc pull` could not fetch {', '.join(missing or RAW_DATA)} "
             f"from the configured DVC remote ({why})"
         )
-        if os.environ.get("SENTIMENT_REQUIRE_DATA") == "1":
+        if setting("SENTIMENT_REQUIRE_DATA"):
             pytest.fail(reason)
         pytest.skip(reason)
     return root
@@ -302,7 +304,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     programs = postgres_bin()
     if programs is None:
         reason = "PostgreSQL is not installed (.ci/run installs the Debian package)"
-        if os.environ.get("SENTIMENT_REQUIRE_SERVERS") == "1":
+        if setting("SENTIMENT_REQUIRE_SERVERS"):
             pytest.fail(reason)
         pytest.skip(reason)
     import tempfile

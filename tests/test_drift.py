@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from sentiment import paths
+from sentiment import paths, settings
 from sentiment.data.splits import read_ood, read_raw, to_prepared
 from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
@@ -232,7 +232,7 @@ def transformer_setting(setting, raw_data: Path) -> dict:
     reference rebuilt from the same rows, and the held-out pool's scores and embeddings."""
     model_dir = REPO / paths.TRANSFORMER
     if not (model_dir / "meta.json").is_file():
-        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+        if settings.setting("SENTIMENT_REQUIRE_MODELS"):
             pytest.fail(f"{model_dir}: no model (`make run` trains it)")
         pytest.skip(f"{model_dir}: no model here (`make run` trains it)")
     predictor = load_predictor(model_dir)

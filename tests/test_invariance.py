@@ -5,7 +5,6 @@ workspace has one (after `make run`)."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sentiment.models.predictor import (
     read_meta,
 )
 from sentiment.models.transformer import TransformerPredictor, quantize_onnx, save_transformer
+from sentiment.settings import setting
 from stages.evaluate import evaluate
 from tests.conftest import REPO
 from tests.test_gate import make_model
@@ -117,7 +117,7 @@ def test_the_workspace_model_is_batch_invariant(name: str) -> None:
     model_dir = REPO / "models" / name
     test_split = REPO / "data" / "prepared" / "test.parquet"
     if not (model_dir / "meta.json").is_file() or not test_split.is_file():
-        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+        if setting("SENTIMENT_REQUIRE_MODELS"):
             pytest.fail(f"{model_dir}: no model (`make run` trains it)")
         pytest.skip(f"{model_dir}: no model here (`make run` trains it)")
     texts = read_split(test_split)[0][:200]

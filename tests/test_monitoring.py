@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from sentiment.monitoring.prometheus import (
     write_drift_metrics,
     write_reference_rules,
 )
+from sentiment.settings import setting
 from tests.conftest import REPO, free_port, stop_group, wait_ready
 from tests.test_service import bento_home, post, serve  # noqa: F401 (bento_home: a fixture)
 
@@ -60,7 +60,7 @@ def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
         reason = "promtool is not installed (.ci/run installs Debian's prometheus package)"
-        if os.environ.get("SENTIMENT_REQUIRE_SERVERS") == "1":
+        if setting("SENTIMENT_REQUIRE_SERVERS"):
             pytest.fail(reason)
         pytest.skip(reason)
     return found
@@ -89,7 +89,7 @@ def test_promtool_checks_the_config_the_rules_and_the_rule_tests(
     pipeline_reference = REPO / paths.DRIFT_REFERENCE_RULES
     if pipeline_reference.exists():  # what `dvc repro drift` wrote
         run("check", "rules", pipeline_reference)
-    elif os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+    elif setting("SENTIMENT_REQUIRE_MODELS"):
         pytest.fail(f"{paths.DRIFT_REFERENCE_RULES} is missing: run `dvc repro drift`")
 
 

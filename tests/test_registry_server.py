@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from sentiment import paths, tracking
 from sentiment.registry import promotion
 from sentiment.report import gate_lines
+from sentiment.settings import setting
 from sentiment.tracking import redact_uri
 from stages import gate
 from tests.conftest import TrackingServer
@@ -119,7 +120,7 @@ def test_the_ui_api_sees_a_training_experiment(
     a training experiment, so the UI opens on its runs, not on a GenAI project's traces."""
     import httpx
 
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.DEFAULT_EXPERIMENT)
+    name = setting("MLFLOW_EXPERIMENT_NAME")
     reply = httpx.get(
         f"{tracking_server.url}/ajax-api/2.0/mlflow/experiments/get-by-name",
         params={"experiment_name": name},

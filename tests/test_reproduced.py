@@ -10,13 +10,13 @@ AVX2 one that recorded the lock (equal metrics). They are checked to exist, not 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 import yaml
 
 from sentiment import paths
+from sentiment.settings import setting
 from tests.conftest import BIN, REPO
 from tests.test_readme import committed
 
@@ -49,7 +49,7 @@ def md5s(lock: dict, stage: str) -> dict[str, str]:
 def test_the_workspace_reproduces_every_cached_output_of_the_committed_lock() -> None:
     if not (REPO / paths.CHAMPION / "meta.json").is_file():
         reason = "no pipeline outputs in the workspace (`make run` computes them)"
-        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+        if setting("SENTIMENT_REQUIRE_MODELS"):
             pytest.fail(reason)
         pytest.skip(reason)
     status = subprocess.run(

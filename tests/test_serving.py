@@ -10,6 +10,8 @@ import pytest
 from sentiment.data.labels import label_names
 from sentiment.serving.rules import (
     VISIBLE,
+    decades_up_to,
+    doubling_up_to,
     nothing_to_score,
     redact,
     redaction_kinds,
@@ -69,3 +71,12 @@ def test_label_names_follow_the_model() -> None:
 
 def test_each_worker_has_its_own_log_file() -> None:
     assert worker_log_path("logs/predictions.jsonl", 2) == Path("logs/predictions.worker-2.jsonl")
+
+
+def test_histogram_bounds_end_at_the_limits() -> None:
+    assert doubling_up_to(256) == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    assert doubling_up_to(100) == (1, 2, 4, 8, 16, 32, 64, 100)
+    assert doubling_up_to(1) == (1,)
+    assert decades_up_to(5000) == (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+    assert decades_up_to(20000) == (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
+    assert decades_up_to(5) == (5,)

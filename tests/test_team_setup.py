@@ -23,6 +23,7 @@ from sentiment import paths, tracking
 from sentiment.models import search
 from sentiment.models.trust import UntrustedModelError
 from sentiment.registry import promotion
+from sentiment.settings import setting
 from stages import tune
 from tests.conftest import (
     BIN,
@@ -182,7 +183,7 @@ def test_outputs_pushed_to_a_bucket_pull_into_another_clone_that_reruns_nothing(
     same md5s, and its ``dvc repro`` runs nothing."""
     if not (REPO / paths.CHAMPION / "meta.json").is_file():
         reason = "no pipeline outputs in the workspace (`make run` computes them)"
-        if os.environ.get("SENTIMENT_REQUIRE_MODELS") == "1":
+        if setting("SENTIMENT_REQUIRE_MODELS"):
             pytest.fail(reason)
         pytest.skip(reason)
     first = copy_project(tmp_path / "first")

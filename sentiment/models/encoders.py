@@ -13,7 +13,6 @@ download is refused with one line naming the file, and nothing is left half-asse
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from sentiment.cli import entry_point
 from sentiment.fileio import atomic_path
 from sentiment.models.trust import file_sha256
+from sentiment.settings import setting
 
 
 class AssemblyError(ValueError):
@@ -86,7 +86,7 @@ ENCODERS = {MPNET.name: MPNET}
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SENTIMENT_MODEL_CACHE", "~/.cache/sentiment-models")).expanduser()
+    return Path(setting("SENTIMENT_MODEL_CACHE")).expanduser()
 
 
 def check(path: Path, expected: str, what: str) -> None:

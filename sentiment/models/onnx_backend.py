@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sentiment.data.text import model_text
+from sentiment.settings import setting
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
@@ -80,12 +81,12 @@ def onnx_file(model_dir: Path, meta: dict[str, Any]) -> Path:
 class OnnxPredictor:
     """A fine-tuned transformer directory scored by ONNX Runtime on the CPU."""
 
-    def __init__(self, model_dir: Path, meta: dict[str, Any], batch_size: int = 64):
+    def __init__(self, model_dir: Path, meta: dict[str, Any], batch_size: int | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.meta = meta
-        self.batch_size = batch_size
+        self.batch_size = batch_size or setting("SENTIMENT_ONNX_BATCH")
         path = onnx_file(model_dir, meta)
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir}: no {path.name} (train_transformer writes it)")
@@ -96,13 +97,13 @@ class OnnxPredictor:
         self.pad_id = self.tokenizer.token_to_id(config.get("pad_token") or "[PAD]") or 0
         options = ort.SessionOptions()
         # One thread per core alone; the service's workers share the cores between them.
-        threads = int(os.environ.get("SENTIMENT_ONNX_THREADS", "0")) or os.cpu_count() or 1
+        threads = setting("SENTIMENT_ONNX_THREADS") or os.cpu_count() or 1
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: not its notes on graph optimisation
         # Spin-waiting threads score a stream of calls faster, but steal the cores of a
         # process beside them (the service's other workers): ``SENTIMENT_ONNX_SPIN=0``.
         options.add_session_config_entry(
-            "session.intra_op.allow_spinning", os.environ.get("SENTIMENT_ONNX_SPIN", "1")
+            "session.intra_op.allow_spinning", "1" if setting("SENTIMENT_ONNX_SPIN") else "0"
         )
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}

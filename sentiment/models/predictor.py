@@ -11,7 +11,6 @@ forces either).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,9 +22,9 @@ from sentiment.fileio import write_json
 from sentiment.models.onnx_backend import collapse
 from sentiment.models.trust import load_skops, save_skops
 from sentiment.params import ParamsError
+from sentiment.settings import setting
 
 META_FILE = "meta.json"
-BACKENDS = ("auto", "onnx", "torch")
 
 
 class Predictor(Protocol):
@@ -162,9 +161,7 @@ def transformer_backend(model_dir: Path) -> str:
     ``SENTIMENT_INFERENCE_BACKEND=torch|onnx`` forces one (``auto`` is the default)."""
     from sentiment.models.onnx_backend import ONNX_FILE
 
-    chosen = os.environ.get("SENTIMENT_INFERENCE_BACKEND", "auto").lower()
-    if chosen not in BACKENDS:
-        raise ValueError(f"SENTIMENT_INFERENCE_BACKEND: {chosen!r} is not one of {BACKENDS}")
+    chosen = setting("SENTIMENT_INFERENCE_BACKEND")
     if chosen == "auto":
         return "onnx" if (model_dir / ONNX_FILE).is_file() else "torch"
     return chosen

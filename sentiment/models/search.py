@@ -42,6 +42,7 @@ from sentiment.models.predictor import (
     rating_groups,
 )
 from sentiment.models.trust import load_skops
+from sentiment.settings import setting
 from sentiment.tracking import params_hash, project_root
 
 FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
@@ -118,7 +119,7 @@ def groups_of(label_of: np.ndarray) -> list[list[int]] | None:
 def storage_url(params: dict[str, Any]) -> str:
     """``OPTUNA_STORAGE`` > ``tune.storage`` > the project's embedded SQLite file."""
     return (
-        os.environ.get("OPTUNA_STORAGE")
+        setting("OPTUNA_STORAGE")
         or params.get("storage")
         or f"sqlite:///{project_root() / 'optuna.db'}"
     )

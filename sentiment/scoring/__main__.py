@@ -21,11 +21,11 @@ order), and inputs and outputs may be ``s3://`` URIs. ``--engine ray`` (the defa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from sentiment.cli import entry_point
 from sentiment.scoring.batch import bad_rows_message, score_file
+from sentiment.settings import setting
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument(
         "--engine",
         choices=("local", "ray"),
-        default="ray" if os.environ.get("RAY_ADDRESS") else "local",
+        default="ray" if setting("RAY_ADDRESS") else "local",
         help="one process (default), or Ray actors (default when RAY_ADDRESS is set)",
     )
     args = parser.parse_args()

@@ -14,7 +14,6 @@ running cluster; without it a local Ray is started with this machine's CPUs.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from sentiment.models.predictor import load_predictor
 from sentiment.models.trust import file_digests, verify_digests
 from sentiment.scoring.core import ChunkScorer
 from sentiment.scoring.storage import Location, parts_folder
+from sentiment.settings import setting
 
 
 class ScoringActor:
@@ -62,7 +62,7 @@ def start_ray() -> Any:
 
     if not ray.is_initialized():
         quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-        if os.environ.get("RAY_ADDRESS"):
+        if setting("RAY_ADDRESS"):
             ray.init(**quiet)
         else:
             ray.init(include_dashboard=False, **quiet)

@@ -21,6 +21,7 @@ from typing import Any
 from pyarrow import fs
 
 from sentiment.fileio import atomic_path
+from sentiment.settings import setting
 
 SCHEME = "s3://"
 SUCCESS = "_SUCCESS"
@@ -59,8 +60,8 @@ class Location:
 
 def bucket_filesystem() -> fs.S3FileSystem:
     """The S3 filesystem of this environment's ``AWS_*`` variables."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    options: dict[str, Any] = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    endpoint = setting("AWS_ENDPOINT_URL_S3") or setting("AWS_ENDPOINT_URL")
+    options: dict[str, Any] = {"region": setting("AWS_DEFAULT_REGION")}
     if endpoint:
         options["endpoint_override"] = endpoint
         options["scheme"] = "https" if endpoint.startswith("https") else "http"

@@ -3,7 +3,8 @@
 - ``VISIBLE``: the pattern a review must match to be scored at all (the OpenAPI document
   declares it), and ``nothing_to_score``, the same test on the text as the model sees it;
 - ``redact``: personal data out of a text before it is logged;
-- ``worker_log_path``: one inference-log file per worker, so workers never share a file.
+- ``worker_log_path``: one inference-log file per worker, so workers never share a file;
+- ``doubling_up_to``, ``decades_up_to``: histogram bounds that end at a limit.
 """
 
 from __future__ import annotations
@@ -73,3 +74,14 @@ def worker_log_path(path: str | Path, worker: int) -> Path:
     (rotated on its own), so no two processes write or rotate one file."""
     path = Path(path)
     return path.with_name(f"{path.stem}.worker-{worker}{path.suffix}")
+
+
+def doubling_up_to(cap: int) -> tuple[int, ...]:
+    """Histogram bounds 1, 2, 4, ... below ``cap``, then ``cap`` (texts per model call)."""
+    return (*(2**k for k in range(cap.bit_length()) if 2**k < cap), cap)
+
+
+def decades_up_to(cap: int) -> tuple[int, ...]:
+    """Histogram bounds 10, 25, 50, 100, 250, ... below ``cap``, then ``cap`` (lengths)."""
+    steps = (int(m * 10**e) for e in range(1, len(str(cap)) + 1) for m in (1, 2.5, 5))
+    return (*(b for b in steps if b < cap), cap)
