@@ -31,7 +31,8 @@ from sentiment.data.splits import map_labels
 from sentiment.evaluation.behaviour import SENTIMENT_WORD, swap_antonyms
 from sentiment.fileio import read_split
 from sentiment.models.predictor import load_predictor
-from sentiment.monitoring.drift import DriftDetector, build_reference, raw_traffic
+from sentiment.monitoring.detector import DriftDetector
+from sentiment.monitoring.reference import build_reference, raw_traffic
 from sentiment.params import load_params
 
 PHRASE = "Delivered by Ekart Logistics, check the seal before accepting the parcel."
@@ -58,7 +59,7 @@ def main() -> None:
     sets["phrase"] = [f"{t} {PHRASE}" for t in held]
     sets["antonyms"] = [swap_antonyms(t) for t in held if SENTIMENT_WORD.search(t)]
     scores = {name: predictor.predict_proba(texts)[:, -1] for name, texts in sets.items()}
-    semantic = detector.ref_semantic is not None
+    semantic = detector.reference_side.semantic is not None
     vectors = (
         {name: predictor.embeddings(texts) for name, texts in sets.items()} if semantic else {}
     )

@@ -20,11 +20,8 @@ import pandas as pd
 
 from sentiment import paths
 from sentiment.models.predictor import load_predictor
-from sentiment.monitoring.drift import (
-    DriftDetector,
-    build_reference,
-    raw_traffic,
-)
+from sentiment.monitoring.detector import DriftDetector
+from sentiment.monitoring.reference import build_reference, raw_traffic
 from sentiment.params import load_params
 
 

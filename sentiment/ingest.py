@@ -33,6 +33,7 @@ from sentiment.data.splits import (
     quarantine_reasons,
     read_csv,
 )
+from sentiment.data.tables import read_table
 from sentiment.fileio import atomic_path
 
 ALIASES = {"text": TEXT, "rating": RATING, "title": "Review Title", "month": "Month"}
@@ -41,21 +42,7 @@ SHOWN_BAD_ROWS = 5
 
 def read_rated(path: Path) -> pd.DataFrame:
     """The input file with its columns named as in the raw file; text and rating required."""
-    if not path.is_file():
-        raise DataValidationError(f"{path}: no such file")
-    if path.suffix == ".csv":
-        frame = read_csv(path)  # its own one-line errors
-    elif path.suffix in (".parquet", ".jsonl"):
-        try:
-            frame = (
-                pd.read_parquet(path)
-                if path.suffix == ".parquet"
-                else pd.read_json(path, lines=True, dtype=False)
-            )
-        except (ValueError, OSError) as err:
-            raise DataValidationError(f"{path}: cannot read it: {err}") from err
-    else:
-        raise DataValidationError(f"{path}: not .csv, .parquet or .jsonl")
+    frame = read_table(path)
     frame = frame.rename(columns=ALIASES)
     missing = [name for name in ("text", "rating") if ALIASES[name] not in frame.columns]
     if missing:

@@ -28,14 +28,10 @@ from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.fileio import read_split, write_json
 from sentiment.models.predictor import load_predictor
-from sentiment.monitoring.drift import (
-    DriftDetector,
-    build_reference,
-    raw_traffic,
-    summary,
-    write_report,
-)
+from sentiment.monitoring.detector import DriftDetector
 from sentiment.monitoring.prometheus import reference_figures, write_reference_rules
+from sentiment.monitoring.reference import build_reference, raw_traffic
+from sentiment.monitoring.report import summary, write_report
 from sentiment.params import load_params
 
 

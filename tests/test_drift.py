@@ -22,7 +22,8 @@ from sentiment.data.splits import read_ood, read_raw, to_prepared
 from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
 from sentiment.monitoring import __main__ as drift_log
-from sentiment.monitoring import drift
+from sentiment.monitoring import detector, logs, report, statistics
+from sentiment.monitoring import reference as references
 from tests.conftest import REPO
 
 PARAMS = {
@@ -54,11 +55,11 @@ def setting(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> dict:
     )
     predictor = load_predictor(model_dir)
     # Reviews as traffic brings them: every raw row, repeats included.
-    rows = drift.raw_traffic(raw_csv)["text"].tolist()
-    reference, held = drift.build_reference(rows, predictor, PARAMS, holdout=2500)
+    rows = references.raw_traffic(raw_csv)["text"].tolist()
+    reference, held = references.build_reference(rows, predictor, PARAMS, holdout=2500)
     imdb = read_ood(raw_data / "imdb_labelled.txt", "binary")
     return {
-        "detector": drift.DriftDetector(reference, predictor, PARAMS),
+        "detector": detector.DriftDetector(reference, predictor, PARAMS),
         "reference": reference,
         "held": [rows[i] for i in held],
         "imdb": imdb["text"].tolist(),
@@ -85,12 +86,7 @@ def test_imdb_window_is_detected(setting) -> None:
     result = setting["detector"].test_window(setting["imdb"][:200])
     assert result["drift_detected"] and result["status"] == "drift"
     assert set(result["tests"]) == {
-        "label_share",
-        "score_ks",
-        "word_count",
-        "oov_rate",
-        "mmd",
-        "domain_auc",
+        name for name, test in statistics.BATTERY.items() if not test.transformer_only
     }
     assert result["tests"]["oov_rate"]["effect"] > 0
     assert all(r["p_adjusted"] >= r["p_value"] for r in result["tests"].values())
@@ -114,32 +110,32 @@ def test_small_window_is_insufficient_data(setting) -> None:
 
 
 def test_holm_adjustment() -> None:
-    adjusted = drift.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    adjusted = statistics.holm({"a": 0.01, "b": 0.04, "c": 0.03})
     assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
 def test_mmd_p_value_includes_the_observed_statistic() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 3))
-    _, p_value = drift.mmd_permutation_test(x, x.copy(), 199, rng)
+    _, p_value = statistics.mmd_permutation_test(x, x.copy(), 199, rng)
     assert 1 / 200 <= p_value <= 1
 
 
 def test_retrain_rule_needs_consecutive_windows() -> None:
     flags = [{"drift_detected": d} for d in (True, False, True, True, False)]
-    assert drift.windows_verdict(flags, 2) == {
+    assert report.windows_verdict(flags, 2) == {
         "windows": 5,
         "drifting": 3,
         "longest_drifting_run": 2,
         "retrain": True,
     }
-    assert not drift.windows_verdict(flags, 3)["retrain"]
+    assert not report.windows_verdict(flags, 3)["retrain"]
 
 
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("log.jsonl", '{"text": "ok"}\n{broken', "cannot read as jsonl"),
+        ("log.jsonl", '{"text": "ok"}\n{broken', "cannot read it as jsonl"),
         ("log.csv", "review,label\ngood,1\n", "no 'text' column"),
         ("log.txt", "good\n", "unsupported format"),
     ],
@@ -150,7 +146,7 @@ def test_malformed_input_is_a_clear_error(
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        drift.read_current(path)
+        logs.read_current(path)
 
 
 def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) -> None:
@@ -161,11 +157,11 @@ def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) 
     (tmp_path / "predictions.worker-1.jsonl").write_text(record(4, "d") + "\n")
     (tmp_path / "predictions.worker-2.jsonl").write_text(record(2, "b") + "\n" + record(3, "c"))
     (tmp_path / "server.log").write_text("not a log of texts")
-    assert drift.read_current(tmp_path) == ["a", "b", "c", "d"]
+    assert logs.read_current(tmp_path) == ["a", "b", "c", "d"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match=r"empty: no inference logs \(\*\.jsonl\) in it"):
-        drift.read_current(empty)
+        logs.read_current(empty)
 
 
 def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:
@@ -219,11 +215,11 @@ def test_an_inference_log_is_the_monitoring_command_s_not_the_stage_s() -> None:
 
 def test_a_window_predicted_all_one_class_is_flagged() -> None:
     reference = np.array([0] * 200 + [1] * 800)
-    all_positive = drift.label_share_test(reference, np.ones(500, dtype=int))
+    all_positive = statistics.label_share_test(reference, np.ones(500, dtype=int))
     assert all_positive["p_value"] < 1e-10 and all_positive["effect"] == pytest.approx(0.2)
-    same_shares = drift.label_share_test(reference, np.array([0] * 100 + [1] * 400))
+    same_shares = statistics.label_share_test(reference, np.array([0] * 100 + [1] * 400))
     assert same_shares["p_value"] > 0.5
-    assert drift.label_share_test(np.ones(10, int), np.ones(10, int))["p_value"] == 1.0
+    assert statistics.label_share_test(np.ones(10, int), np.ones(10, int))["p_value"] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -236,11 +232,11 @@ def transformer_setting(setting, raw_data: Path) -> dict:
             pytest.fail(f"{model_dir}: no model (`make run` trains it)")
         pytest.skip(f"{model_dir}: no model here (`make run` trains it)")
     predictor = load_predictor(model_dir)
-    rows = drift.raw_traffic(raw_data / "reviews.csv")["text"].tolist()
-    reference, held_idx = drift.build_reference(rows, predictor, PARAMS, holdout=2500)
+    rows = references.raw_traffic(raw_data / "reviews.csv")["text"].tolist()
+    reference, held_idx = references.build_reference(rows, predictor, PARAMS, holdout=2500)
     held = [rows[i] for i in held_idx]
     return {
-        "detector": drift.DriftDetector(reference, predictor, PARAMS),
+        "detector": detector.DriftDetector(reference, predictor, PARAMS),
         "held": held,
         "scores": predictor.predict_proba(held)[:, -1],
         "embeddings": predictor.embeddings(held),
@@ -273,7 +269,7 @@ def test_a_transformer_champion_adds_the_embedding_test_and_keeps_the_false_alar
     imdb = detector.test_window(transformer_setting["imdb"][:200])  # scored and embedded here
     assert imdb["tests"]["embedding_mmd"]["drift"] and imdb["drift_detected"]
     report = Path(tempfile.mkdtemp()) / "report.md"  # the report says which test fired
-    drift.write_report({"imdb": imdb}, report, report.parent / "plots")
+    report.write_report({"imdb": imdb}, report, report.parent / "plots")
     header, _, row = report.read_text().splitlines()[2:5]
     cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
     assert cells["embedding_mmd"].endswith("⚠")
@@ -283,3 +279,12 @@ def test_antonyms_keep_the_words_and_turn_the_meaning() -> None:
     assert swap_antonyms("Good product, not bad. I LOVE it") == "Bad product, not good. I HATE it"
     assert swap_antonyms("the goods arrived") == "the goods arrived"  # whole words only
     assert all(ANTONYMS[ANTONYMS[w]] in ANTONYMS for w in ANTONYMS)
+
+
+def test_the_docs_count_and_name_the_battery() -> None:
+    words = {6: "six", 7: "seven", 8: "eight", 9: "nine"}
+    every = len(statistics.BATTERY)
+    general = sum(not test.transformer_only for test in statistics.BATTERY.values())
+    docs = (REPO / "docs" / "drift.md").read_text()
+    assert f"Each window gets {words[general]} tests, {words[every]} for a transformer" in docs
+    assert all(f"`{name}`" in docs for name in statistics.TESTS)

@@ -29,7 +29,7 @@ from sentiment.models.trust import (
     skops_types,
     verify_digests,
 )
-from sentiment.monitoring.drift import build_reference
+from sentiment.monitoring.reference import build_reference
 from tests.conftest import REPO
 
 TEXTS = ["good shuttle", "bad one", "nice 👍", "not good at all", "great", "awful, broken"] * 5

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from sentiment.monitoring.drift import raw_traffic
+from sentiment.monitoring.reference import raw_traffic
 from sentiment.tracking import flatten
 from tests.conftest import BIN, REPO
 

@@ -318,7 +318,7 @@ def test_two_workers_log_every_request_once_redacted_and_rotated(server) -> None
 
 
 def test_the_drift_check_reads_every_worker_log(server, tmp_path: Path) -> None:
-    from sentiment.monitoring.drift import read_current
+    from sentiment.monitoring.logs import read_current
 
     url, log, _ = server
     assert post(f"{url}/predict", json={"text": "fine"}, timeout=30).status_code == 200

@@ -24,15 +24,11 @@ from sentiment import paths
 from sentiment.cli import entry_point
 from sentiment.fileio import write_json
 from sentiment.models.predictor import load_predictor
-from sentiment.monitoring.drift import (
-    DriftDetector,
-    Reference,
-    read_current,
-    summary,
-    windows_verdict,
-    write_report,
-)
+from sentiment.monitoring.detector import DriftDetector
+from sentiment.monitoring.logs import read_current
 from sentiment.monitoring.prometheus import write_drift_metrics
+from sentiment.monitoring.reference import Reference
+from sentiment.monitoring.report import summary, windows_verdict, write_report
 from sentiment.params import load_params
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_BAD_INPUT, EXIT_RETRAIN = 0, 1, 2, 3
