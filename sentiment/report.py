@@ -20,8 +20,8 @@ from dvc.repo import Repo
 from sentiment import paths
 from sentiment.cli import entry_point
 from sentiment.fileio import atomic_path
+from sentiment.headlines import CANDIDATES, compared_with, drift_statuses, failing_rules
 
-CANDIDATES = ("classical", "transformer", "ensemble")
 PLOTS = (
     *(
         (paths.EVAL_PLOTS["png"] / name).as_posix()
@@ -98,8 +98,7 @@ def gate_lines(decision: dict) -> list[str]:
     """The gate's verdict on this branch: a pull request never promotes, so "would"."""
     if not decision:
         return ["No gate decision in the workspace."]
-    against = decision.get("production")
-    versus = f"production version {against['version']}" if against else "no production model"
+    versus = compared_with(decision)
     comparison = decision.get("comparison") or {}
     paired = (
         f" Paired macro-F1 gain {comparison['delta']:+.4f}, one-sided "
@@ -109,10 +108,10 @@ def gate_lines(decision: dict) -> list[str]:
     )
     if decision.get("promote"):
         return [f"**Would promote** the champion (compared with {versus}).{paired}"]
+    rules = decision.get("rules", {})
     failing = [
-        f"`{name}` ({rule.get('candidate')} vs threshold {rule.get('threshold')})"
-        for name, rule in decision.get("rules", {}).items()
-        if not rule.get("passed")
+        f"`{name}` ({rules[name].get('candidate')} vs threshold {rules[name].get('threshold')})"
+        for name in failing_rules(decision)
     ]
     return [
         f"**Would keep production** ({versus}). Failing rules: "
@@ -125,9 +124,9 @@ def drift_lines(report: dict) -> list[str]:
     if not report:
         return ["No drift report in the workspace."]
     lines = ["| current set | verdict | tests below alpha |", "|---|---|---|"]
-    for name, result in report.items():
-        flagged = [t for t, r in result.get("tests", {}).items() if r.get("drift")]
-        lines.append(f"| {name} | {result.get('status')} | {', '.join(flagged) or '-'} |")
+    for name, status in drift_statuses(report).items():
+        flagged = [t for t, r in report[name].get("tests", {}).items() if r.get("drift")]
+        lines.append(f"| {name} | {status} | {', '.join(flagged) or '-'} |")
     return lines
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.fileio import read_split, write_json
+from sentiment.headlines import stage_line
 from sentiment.models.predictor import load_predictor
 from sentiment.monitoring.detector import DriftDetector
 from sentiment.monitoring.prometheus import reference_figures, write_reference_rules
@@ -74,8 +75,8 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     no_options(__doc__)
-    report = run_stage(load_params("drift"))
-    print("drift: " + ", ".join(f"{n} {r['status']}" for n, r in report.items()))
+    run_stage(load_params("drift"))
+    print(stage_line("drift"))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import mlflow
 from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.fileio import read_split, write_json
+from sentiment.headlines import stage_line
 from sentiment.models.candidates import (
     evaluate_candidates,
     export_champion,
@@ -58,15 +59,7 @@ def main() -> None:
         mlflow.set_tag("champion", metrics["champion"]["name"])
         mlflow.log_artifacts(str(paths.EVAL_PLOTS["png"]), "plots")
         mlflow.log_artifact(str(paths.EVAL_METRICS))
-    champ = metrics["champion"]
-    print(
-        f"evaluate: champion {champ['name']} val {champ['val']['macro_f1']} "
-        f"test {champ['test']['macro_f1']}; "
-        + ", ".join(
-            f"{n} test {metrics[n]['test']['macro_f1']}"
-            for n in ("classical", "transformer", "ensemble")
-        )
-    )
+    print(stage_line("evaluate"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.features.vectorizer import make_vectorizer
 from sentiment.fileio import atomic_path, deterministic_zip, read_split, write_json
+from sentiment.headlines import stage_line
 from sentiment.models.trust import save_skops
 from sentiment.params import load_params
 from sentiment.tracking import log_key_metrics, stage_run
@@ -48,7 +49,7 @@ def main() -> None:
         summary = featurize(paths.SPLITS, paths.FEATURES, params)
         write_json(paths.FEATURIZE_SUMMARY, summary)
         log_key_metrics(summary)
-    print(f"featurize: {summary}")
+    print(stage_line("featurize"))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from sentiment import paths
 from sentiment.cli import entry_point, fail, no_options
 from sentiment.fileio import write_json
+from sentiment.headlines import stage_line
 from sentiment.params import load_params
 from sentiment.registry.decision import decision_for, verdict
 from sentiment.registry.store import registry_error
@@ -48,17 +49,10 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     no_options(__doc__)
     try:
-        record = run_stage(load_params("gate"))
+        run_stage(load_params("gate"))
     except MlflowException as err:
         fail(registry_error("gate", err))
-    failing = [rule for rule, v in record["rules"].items() if not v["passed"]]
-    verdict_ = (
-        "promote" if record["promote"] else f"keep production (failing: {', '.join(failing)})"
-    )
-    print(
-        f"gate: would {verdict_}; candidate test macro-F1 {record['candidate']['macro_f1']}"
-        " (`python -m sentiment.registry promote` acts on it)"
-    )
+    print(stage_line("gate"))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from sentiment.data.splits import (
 )
 from sentiment.data.text import clean_text
 from sentiment.fileio import write_json, write_parquet
+from sentiment.headlines import stage_line
 from sentiment.params import load_params
 from sentiment.tracking import log_key_metrics, stage_run
 
@@ -108,7 +109,7 @@ def main() -> None:
                 "leakage.test_texts_in_train": stats["leakage"]["test_texts_in_train"],
             }
         )
-    print(f"prepare: rows {stats['rows']}, quarantined {stats['quarantined']}")
+    print(stage_line("prepare"))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import mlflow
 from sentiment import paths
 from sentiment.cli import entry_point, no_options
 from sentiment.fileio import atomic_path, write_json
+from sentiment.headlines import stage_line
 from sentiment.models.mlflow_model import log_model
 from sentiment.models.numerics import numerics_record, run_pinned
 from sentiment.models.predictor import (
@@ -91,8 +92,8 @@ def main() -> None:
     no_options(__doc__)
     params = load_params("train_transformer")
     run_pinned(params["threads"])  # may start this command again, pinned
-    summary = run_stage(params)
-    print(f"train_transformer: {json.dumps(summary)}")
+    run_stage(params)
+    print(stage_line("train_transformer"))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from sentiment import paths
 from sentiment.cli import entry_point
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import atomic_path, write_json
+from sentiment.headlines import stage_line
 from sentiment.models.onnx_backend import collapse
 from sentiment.models.predictor import best_threshold, label_ids, save_classical
 from sentiment.models.search import (
@@ -111,10 +112,7 @@ def main() -> None:
             f"{best['trials']['complete'] + best['trials']['pruned']} of "
             f"{params['n_trials']} trials (recorded as timed_out in {paths.TUNE_BEST})"
         )
-    print(
-        f"tune: best {best['best_params']} cv macro-F1 {best['cv_macro_f1']} "
-        f"val {best['val_macro_f1']} ({best['trials']}, {best['search_seconds']} s)"
-    )
+    print(stage_line("tune"))
 
 
 if __name__ == "__main__":
