@@ -27,7 +27,7 @@ from sentiment.cli import entry_point, no_options
 from sentiment.fileio import atomic_path, write_json
 from sentiment.headlines import stage_line
 from sentiment.models.mlflow_model import log_model
-from sentiment.models.numerics import numerics_record, run_pinned
+from sentiment.models.numerics import cpu_signature, numerics_record, run_pinned
 from sentiment.models.predictor import (
     META_FILE,
 )
@@ -78,6 +78,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             "val_macro_f1": meta["val_macro_f1"],
             "threshold": result["threshold"],
             "train_seconds": round(seconds, 1),
+            "cpu": cpu_signature(),  # bytes reproduce on the same signature
             **{k: round(v, 5) if isinstance(v, float) else v for k, v in quant.items()},
         }
         write_json(paths.TRAIN_METRICS, summary)

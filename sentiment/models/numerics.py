@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 X86_PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels (softmax, GELU, AdamW, ...)
@@ -45,6 +46,38 @@ def run_pinned(threads: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+# The instruction-set extensions that tell CPUs apart for float kernels.
+SIGNATURE_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+)
+
+
+def cpu_signature(cpuinfo: str | None = None) -> str:
+    """The CPU's vendor, family, model and float-relevant extensions, e.g.
+    ``GenuineIntel 6/143 avx2 fma avx512f ...``: pinned training has given other bytes on
+    CPUs whose signatures differ (docs/pipeline.md), never on one signature."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.is_file() else ""
+    first = cpuinfo.split("\n\n")[0]
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in first.splitlines())
+    )
+    if not fields.get("flags"):
+        return f"{platform.machine()} {platform.processor()}".strip()
+    flags = set(fields["flags"].split())
+    present = " ".join(flag for flag in SIGNATURE_FLAGS if flag in flags)
+    return f"{fields.get('vendor_id')} {fields.get('cpu family')}/{fields.get('model')} {present}"
 
 
 def numerics_record(threads: int) -> dict[str, str]:
