@@ -22,8 +22,9 @@ from sentiment.data.splits import read_ood, read_raw, to_prepared
 from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
 from sentiment.monitoring import __main__ as drift_log
-from sentiment.monitoring import detector, logs, report, statistics
+from sentiment.monitoring import detector, logs, statistics
 from sentiment.monitoring import reference as references
+from sentiment.monitoring import report as reports
 from tests.conftest import REPO
 
 PARAMS = {
@@ -123,13 +124,13 @@ def test_mmd_p_value_includes_the_observed_statistic() -> None:
 
 def test_retrain_rule_needs_consecutive_windows() -> None:
     flags = [{"drift_detected": d} for d in (True, False, True, True, False)]
-    assert report.windows_verdict(flags, 2) == {
+    assert reports.windows_verdict(flags, 2) == {
         "windows": 5,
         "drifting": 3,
         "longest_drifting_run": 2,
         "retrain": True,
     }
-    assert not report.windows_verdict(flags, 3)["retrain"]
+    assert not reports.windows_verdict(flags, 3)["retrain"]
 
 
 @pytest.mark.parametrize(
@@ -269,7 +270,7 @@ def test_a_transformer_champion_adds_the_embedding_test_and_keeps_the_false_alar
     imdb = detector.test_window(transformer_setting["imdb"][:200])  # scored and embedded here
     assert imdb["tests"]["embedding_mmd"]["drift"] and imdb["drift_detected"]
     report = Path(tempfile.mkdtemp()) / "report.md"  # the report says which test fired
-    report.write_report({"imdb": imdb}, report, report.parent / "plots")
+    reports.write_report({"imdb": imdb}, report, report.parent / "plots")
     header, _, row = report.read_text().splitlines()[2:5]
     cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
     assert cells["embedding_mmd"].endswith("⚠")
