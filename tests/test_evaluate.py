@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sentiment.evaluation.behaviour import EMOJI, SHORT, negation_cases, run_suite
 from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
@@ -211,3 +213,18 @@ def test_behaviour_suite_penalises_a_constant_model() -> None:
     assert rates["emoji"] == pytest.approx(np.mean(list(EMOJI.values())), abs=1e-4)
     assert rates["short"] == pytest.approx(np.mean(list(SHORT.values())), abs=1e-4)
     assert len(negation_cases()) == 24
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=200),
+    st.booleans(),
+)
+def test_macro_f1_is_scikit_learns_to_the_last_bit(pairs, as_bool) -> None:
+    from sklearn.metrics import f1_score
+
+    y_true = np.array([t for t, _ in pairs])
+    y_pred = np.array([p for _, p in pairs])
+    if as_bool:  # as best_threshold compares: P(positive) >= t
+        y_pred = y_pred >= 1
+    assert macro_f1(y_true, y_pred) == f1_score(y_true, y_pred, average="macro", zero_division=0)

@@ -147,7 +147,8 @@ def test_the_command_prints_one_line_and_fails_in_one(project: Path, tmp_path: P
     assert failed.stderr.strip() == f"ingest: {tmp_path / 'missing.csv'}: no such file"
 
 
-SMALL = {  # the pipeline in minutes: few trials, a transformer on 64 reviews for one epoch
+SMALL = {  # the pipeline in a minute: word n-grams, few trials, a transformer on 64 reviews
+    "featurize": {"char_ngrams": False},
     "tune": {"families": ["logreg"], "n_trials": 2, "cv_folds": 2},
     "train_transformer": {
         "epochs": 1,

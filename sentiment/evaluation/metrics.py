@@ -5,11 +5,22 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 
 def macro_f1(y_true: np.ndarray | list[int], y_pred: np.ndarray | list[int]) -> float:
-    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    """Macro-F1 over the labels either side holds, a class neither predicts nor has scoring
+    0: scikit-learn's ``f1_score(average="macro", zero_division=0)``, the same float (tested),
+    without its input checks, which cost 25 times the sum (evaluate calls it ~9,000 times)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    truth, predicted = codes[: len(y_true)], codes[len(y_true) :]
+    true_sum = np.bincount(truth, minlength=len(labels)).astype(np.float64)
+    pred_sum = np.bincount(predicted, minlength=len(labels)).astype(np.float64)
+    tp = np.bincount(truth[truth == predicted], minlength=len(labels)).astype(np.float64)
+    denominator = true_sum + pred_sum
+    scores = 2.0 * tp / np.where(denominator == 0, 1.0, denominator)
+    scores[denominator == 0] = 0.0
+    return float(np.nanmean(scores))
 
 
 def bootstrap_ci(

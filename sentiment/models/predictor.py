@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sentiment.data.text import clean_text
+from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import write_json
 from sentiment.models.onnx_backend import collapse
 from sentiment.models.trust import load_skops, save_skops
@@ -99,10 +100,8 @@ def batch_invariance_error(
 
 def best_threshold(y_true: list[int], positive_proba: np.ndarray) -> float:
     """The P(positive) cut-off that maximises macro-F1 (ties: closest to 0.5)."""
-    from sklearn.metrics import f1_score
-
     candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    scores = [f1_score(y_true, positive_proba >= t, average="macro") for t in candidates]
+    scores = [macro_f1(y_true, positive_proba >= t) for t in candidates]
     best = max(scores)
     return float(
         min((abs(t - 0.5), t) for t, s in zip(candidates, scores, strict=True) if s == best)[1]
