@@ -413,3 +413,28 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         with suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def slow_post(url: str, path: str, size: int, chunk: int = 64 * 2**10, pause: float = 0.002):
+    """POST a ``size``-byte JSON body to ``url`` + ``path`` as a slow client does: the
+    headers first, then the body a ``chunk`` at a time with a ``pause`` between, then read
+    the answer. Returns (status, body); a reset or a close mid-upload raises OSError."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    body = b'{"text": "' + b"x" * (size - 12) + b'"}'
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), chunk):
+            sock.sendall(body[start : start + chunk])
+            time.sleep(pause)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from sentiment.models.predictor import INVARIANCE_BOUND, save_classical
 from sentiment.models.trust import save_skops
-from tests.conftest import REPO, free_port, stop_group, wait_ready
+from tests.conftest import REPO, free_port, slow_post, stop_group, wait_ready
 from tests.test_gate import make_model
 from tests.test_invariance import transformer_dir  # noqa: F401 (a fixture)
 from tests.test_onnx import varied_texts
@@ -242,6 +242,16 @@ def test_a_body_over_the_limit_is_refused_without_being_read(server) -> None:
     except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
         pass  # the server answered 413 and closed the connection mid-upload
     assert tree_rss(proc) - before < 32 * 2**20
+    assert get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+def test_a_slow_client_sending_3_mb_reads_the_413(server) -> None:
+    """The server reads and drops the rest of an oversized body before it answers, so a
+    client still sending gets the 413, not a reset (10 tries)."""
+    url, *_ = server
+    for _ in range(10):
+        status, body = slow_post(url, "/predict", 3 * 2**20)
+        assert status == 413 and b"SENTIMENT_MAX_BODY_BYTES" in body
     assert get(f"{url}/readyz", timeout=10).status_code == 200
 
 

@@ -2,15 +2,21 @@
 
 Before BentoML sees a request to a guarded route it checks, in order: the media type
 (``application/json`` only, else 415), the body size (``Content-Length`` or the bytes
-streamed so far above the limit: 413, without reading the rest), the JSON against the
+streamed so far above the limit: 413, without keeping the rest), the JSON against the
 route's pydantic model, and that every text has something to score (400). Every refusal
 has one shape, ``{"error": "<one line>", "detail": [{"loc": [...], "msg": "..."}]}``, and
 ``/docs.json`` declares exactly these requests and responses.
+
+Before a 413 the rest of the body is read and dropped, up to ``LINGER_BYTES`` and
+``LINGER_S`` ("lingering close", as nginx does): a server that answers and closes while the
+client is still sending has its connection reset, and the client never reads the 413.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +49,8 @@ UNAVAILABLE_SCHEMA = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
 }
+LINGER_BYTES = 16 * 2**20  # at most this much of an oversized body is read and dropped
+LINGER_S = 5.0  # and for at most this long
 REFUSALS = {
     "400": "Not JSON, not the request schema, or a text with nothing to score",
     "413": "Body larger than SENTIMENT_MAX_BODY_BYTES",
@@ -136,6 +144,7 @@ class RequestGuard:
             return await respond(send, 415, error_body(reason))
         declared = headers.get(b"content-length", b"").decode("latin-1").strip()
         if declared.isdigit() and int(declared) > self.max_body:
+            await drop_the_rest(receive, 0)
             return await respond(send, 413, self.too_large())
         body = bytearray()
         while True:
@@ -144,6 +153,8 @@ class RequestGuard:
                 return None
             body += message.get("body", b"")
             if len(body) > self.max_body:
+                if message.get("more_body"):
+                    await drop_the_rest(receive, len(body))
                 return await respond(send, 413, self.too_large())
             if not message.get("more_body"):
                 break
@@ -166,6 +177,20 @@ class RequestGuard:
 
     def document(self, spec: dict[str, Any]) -> dict[str, Any]:
         return with_routes(spec, self.routes)
+
+
+async def drop_the_rest(receive: Receive, read: int) -> None:
+    """Read and drop what the client is still sending, up to ``LINGER_BYTES`` in all and
+    ``LINGER_S``: then it has sent its body and reads the answer instead of a reset."""
+    deadline = time.monotonic() + LINGER_S
+    while read < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        read += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            return
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
