@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-fast lint lock clean serve bento promote rollback deploy exp score drift report ingest
+.PHONY: help run test test-fast lint lock clean serve bento image promote rollback deploy exp score drift report ingest
 
 ## help: list the targets
 help:
@@ -73,6 +73,10 @@ bento: $(VENV)/.installed
 	@tag=$$($(BIN)/bentoml build --output tag | tail -n 1 | sed 's/^__tag__://') && \
 	echo "bento: $$tag" && \
 	echo "Dockerfile: $$($(BIN)/bentoml get $$tag -o path)/env/docker/Dockerfile"
+
+## image: the serving image of the model in production (make image TAG=...; docs/image.md)
+image: $(VENV)/.installed
+	deploy/image/build.sh $(or $(TAG),sentiment-service:latest)
 
 ## rollback: move `production` back to `previous-production` and re-export it to BentoML
 rollback: $(VENV)/.installed

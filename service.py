@@ -107,6 +107,7 @@ def inference_logger() -> logging.Logger | None:
     if not logger.handlers:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.open("a").close()  # writable? (a read-only root without a log volume is not)
             handler = logging.handlers.RotatingFileHandler(
                 path,
                 maxBytes=setting("SENTIMENT_INFERENCE_LOG_MAX_BYTES"),

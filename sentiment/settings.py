@@ -288,6 +288,13 @@ SETTINGS: tuple[Setting, ...] = (
         "tests",
     ),
     Setting(
+        "SENTIMENT_TEST_IMAGE",
+        "str",
+        "",
+        "an image for tests/test_image.py to test instead of building one (the workflow's)",
+        "tests",
+    ),
+    Setting(
         "SENTIMENT_REQUIRE_SERVERS",
         "bool",
         "0",
