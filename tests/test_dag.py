@@ -14,6 +14,10 @@ from tests.conftest import REPO, copy_project, sh
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 PACKAGE = "sentiment"  # the library the stages import
+# Imported by every stage, deciding none of their outputs: the environment variables'
+# declarations (DVC cannot track their values either) and the headline lines the stages
+# print. Listing them would make a new setting or a reworded line re-run the whole pipeline.
+DECIDE_NO_OUTPUT = {"sentiment/settings.py", "sentiment/headlines.py"}
 
 
 def local_files(path: Path) -> set[str]:
@@ -57,7 +61,7 @@ def closure(start: str) -> set[str]:
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_every_local_file_a_stage_uses_is_a_dep(stage: str) -> None:
     module = STAGES[stage]["cmd"].split("python -m ", 1)[1].split()[0]
-    needed = closure(module.replace(".", "/") + ".py")
+    needed = closure(module.replace(".", "/") + ".py") - DECIDE_NO_OUTPUT
     missing = sorted(needed - set(STAGES[stage]["deps"]))
     assert not missing, f"stage {stage} does not declare {missing} in dvc.yaml"
 
@@ -67,8 +71,10 @@ def test_a_stage_depends_on_no_code_it_does_not_run(stage: str) -> None:
     module = STAGES[stage]["cmd"].split("python -m ", 1)[1].split()[0]
     needed = closure(module.replace(".", "/") + ".py")
     code = {dep for dep in STAGES[stage]["deps"] if dep.endswith(CODE_SUFFIXES)}
-    extra = sorted(code - needed)
-    assert not extra, f"stage {stage} declares {extra}, which its command never runs"
+    extra = sorted(code - (needed - DECIDE_NO_OUTPUT))
+    assert not extra, (
+        f"stage {stage} declares {extra}, which its command never runs or which decide no output"
+    )
 
 
 def test_the_closure_follows_function_level_imports_and_paths() -> None:
