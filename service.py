@@ -41,6 +41,7 @@ from sentiment.settings import SettingError, check, setting
 
 try:
     check("service")
+    check("inference")
 except SettingError as err:  # one line, before BentoML starts anything
     raise SystemExit(f"service: {err}") from None
 MODEL_TAG = setting("SENTIMENT_MODEL_TAG")
