@@ -79,7 +79,12 @@ def extra_ca() -> str | None:
     for variable in ("SENTIMENT_EXTRA_CA", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
         if os.environ.get(variable) and Path(os.environ[variable]).is_file():
             return os.environ[variable]
-    return None
+    configured = subprocess.run(
+        [str(BIN / "python"), "-m", "pip", "config", "get", "global.cert"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return configured if configured and Path(configured).is_file() else None
 
 
 @pytest.fixture(scope="module")
