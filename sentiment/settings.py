@@ -311,11 +311,6 @@ def setting(name: str) -> Any:
     return declared.parse(os.environ.get(name, declared.default))
 
 
-def is_set(name: str) -> bool:
-    """Whether ``name`` is set to something other than the empty string."""
-    return bool(os.environ.get(name))
-
-
 def check(group: str) -> None:
     """Read every setting of ``group``: the first bad one raises SettingError."""
     for declared in SETTINGS:
