@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-fast lint lock clean serve bento image promote rollback deploy exp score drift report ingest
+.PHONY: help run test test-fast lint lock clean serve bento image promote rollback deploy exp score drift report ingest retrain
 
 ## help: list the targets
 help:
@@ -95,6 +95,11 @@ score: $(VENV)/.installed
 ingest: $(VENV)/.installed
 	@test -n "$(INPUT)" || { echo 'make ingest: set INPUT=FILE (CSV, Parquet or JSONL with text and rating)'; exit 1; }
 	$(BIN)/python -m sentiment.ingest --input "$(INPUT)"
+
+## retrain: a drop of new rated reviews to a pushed branch, retrained: make retrain DROP=s3://bucket/new-reviews/week-49
+retrain: $(VENV)/.installed
+	@test -n "$(DROP)" || { echo 'make retrain: set DROP=FOLDER or DROP=s3://bucket/prefix (files with text and rating)'; exit 1; }
+	$(BIN)/python -m sentiment.retrain --drop "$(DROP)"
 
 ## drift: test an inference log for drift: make drift LOG=inference-log/predictions.jsonl
 drift: $(VENV)/.installed

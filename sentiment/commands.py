@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "sentiment.registry": "promote, rollback, export, download or deploy a registry version",
     "sentiment.scoring": "score a file, folder or bucket prefix of reviews",
     "sentiment.ingest": "append new rated reviews to the raw data",
+    "sentiment.retrain": "a drop of new rated reviews to a pushed branch, retrained",
     "sentiment.monitoring": "test an inference log for drift",
     "sentiment.report": "the pull-request report against a base revision",
     "sentiment.summary": "the headline figures of the last run",

@@ -82,15 +82,12 @@ def appended_bytes(raw: bytes, rows: pd.DataFrame) -> bytes:
     return raw + separator + buffer.getvalue().encode()
 
 
-def ingest(source: Path, raw_csv: Path, skip_invalid: bool = False) -> dict[str, Any]:
-    """Append ``source``'s usable rows to ``raw_csv`` and record it with DVC; the summary."""
-    from dvc.repo import Repo
-
-    incoming = read_rated(source)
+def append_rows(raw_csv: Path, rows: pd.DataFrame, source: Path | str) -> dict[str, int]:
+    """Write ``raw_csv`` grown by ``rows`` (its existing bytes unchanged) in one replace,
+    after checking the grown file reads back; the rows before and after, and how many
+    ``rows`` repeat a (text, rating) already there."""
     existing = read_csv(raw_csv)
-    before = raw_csv.read_bytes()
-    rows, skipped = rows_to_append(incoming, list(existing.columns), skip_invalid, source)
-    grown = appended_bytes(before, rows)
+    grown = appended_bytes(raw_csv.read_bytes(), rows)
     check = pd.read_csv(io.BytesIO(grown))
     read_back = check[TEXT].iloc[len(existing) :].tolist()
     if len(check) != len(existing) + len(rows) or read_back != rows[TEXT].tolist():
@@ -99,6 +96,18 @@ def ingest(source: Path, raw_csv: Path, skip_invalid: bool = False) -> dict[str,
     repeats = sum((t, r) in known for t, r in zip(rows[TEXT], rows[RATING], strict=True))
     with atomic_path(raw_csv) as tmp:
         tmp.write_bytes(grown)
+    return {"repeats": repeats, "rows_before": len(existing), "rows_after": len(check)}
+
+
+def ingest(source: Path, raw_csv: Path, skip_invalid: bool = False) -> dict[str, Any]:
+    """Append ``source``'s usable rows to ``raw_csv`` and record it with DVC; the summary."""
+    from dvc.repo import Repo
+
+    incoming = read_rated(source)
+    columns = list(read_csv(raw_csv).columns)
+    before = raw_csv.read_bytes()
+    rows, skipped = rows_to_append(incoming, columns, skip_invalid, source)
+    grown = append_rows(raw_csv, rows, source)
     try:
         project = Repo(Repo.find_root(str(raw_csv.resolve().parent)))
         project.commit(f"{raw_csv.resolve()}.dvc", force=True)
@@ -106,13 +115,7 @@ def ingest(source: Path, raw_csv: Path, skip_invalid: bool = False) -> dict[str,
         with atomic_path(raw_csv) as tmp:
             tmp.write_bytes(before)
         raise
-    return {
-        "appended": len(rows),
-        "skipped": skipped,
-        "repeats": repeats,
-        "rows_before": len(existing),
-        "rows_after": len(check),
-    }
+    return {"appended": len(rows), "skipped": skipped, **grown}
 
 
 def main() -> None:

@@ -146,8 +146,9 @@ def params_lines(root: Path, base: str) -> list[str]:
     ]
 
 
-def build_report(root: Path, base: str) -> str:
-    """The whole markdown report."""
+def build_report(root: Path, base: str, plots: bool = True) -> str:
+    """The whole markdown report; ``plots=False`` leaves out the plots, whose paths only
+    render where CML publishes them (a pull request's body cannot)."""
     head_metrics = read_json(paths.EVAL_METRICS.as_posix(), None, root)
     base_metrics = read_json(paths.EVAL_METRICS.as_posix(), base, root)
     champion = dig(head_metrics, "champion", "name") or "ensemble"
@@ -179,6 +180,8 @@ def build_report(root: Path, base: str) -> str:
     for path in sorted(set(base_md5) | set(head_md5)):
         old, new = base_md5.get(path, "n/a"), head_md5.get(path, "n/a")
         lines.append(f"| {path} | `{old}` | `{new}`{' (changed)' if old != new else ''} |")
+    if not plots:
+        return "\n".join(lines) + "\n"
     lines += ["", "### Plots", ""]
     for pattern in PLOTS:
         path = pattern.format(champion=champion)

@@ -17,6 +17,7 @@ LAYERS = (
     ("sentiment.models",),
     ("sentiment.registry", "sentiment.monitoring", "sentiment.scoring", "sentiment.serving"),
     ("sentiment.headlines", "sentiment.ingest", "sentiment.report", "sentiment.summary"),
+    ("sentiment.retrain",),
     ("stages", "service"),
 )
 
