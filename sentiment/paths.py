@@ -16,7 +16,6 @@ PARAMS_FILE = Path("params.yaml")
 # data/: raw (DVC-tracked, from the remote) and prepared
 RAW = Path("data/raw")
 RAW_REVIEWS = RAW / "reviews.csv"
-INGESTED = RAW / "ingested.csv"  # the retrain ledger: a key per row a drop added (not a dep)
 RAW_OOD = {  # the UCI sentiment sentences, only ever used as out-of-distribution sets
     "amazon": RAW / "amazon_cells_labelled.txt",
     "imdb": RAW / "imdb_labelled.txt",

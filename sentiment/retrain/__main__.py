@@ -66,10 +66,10 @@ def committer(root: Path) -> tuple[str, ...]:
 def ingest_rows(root: Path, rows: pd.DataFrame, drop_name: str) -> None:
     """Append ``rows`` to the raw file and their keys to the ledger; record both with DVC."""
     append_rows(root / paths.RAW_REVIEWS, rows, drop_name)
-    grown = ledger.grown_ledger(ledger.read_ledger(root / paths.INGESTED), rows, drop_name)
-    with atomic_path(root / paths.INGESTED) as tmp:
+    grown = ledger.grown_ledger(ledger.read_ledger(root / ledger.LEDGER), rows, drop_name)
+    with atomic_path(root / ledger.LEDGER) as tmp:
         grown.to_csv(tmp, index=False, lineterminator="\n")
-    run("dvc", "add", "--quiet", str(paths.INGESTED), cwd=root)
+    run("dvc", "add", "--quiet", str(ledger.LEDGER), cwd=root)
     run("dvc", "commit", "--force", "--quiet", f"{paths.RAW_REVIEWS}.dvc", cwd=root)
 
 
@@ -96,7 +96,7 @@ class Retrain:
         columns = list(read_csv(root / paths.RAW_REVIEWS, nrows=0).columns)
         drop = read_drop(self.uri, columns, self.skip_invalid)
         self.step = "ledger"
-        rows, counts = ledger.new_rows(drop.rows, ledger.read_ledger(root / paths.INGESTED))
+        rows, counts = ledger.new_rows(drop.rows, ledger.read_ledger(root / ledger.LEDGER))
         counts["appended"] = len(rows)
         if rows.empty:
             return (

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from sentiment import paths
 from sentiment.data.splits import read_csv
 
+LEDGER = paths.RAW / "ingested.csv"  # not a pipeline dep: prepare reads the raw file only
 COLUMNS = ["key", "drop"]
 
 
