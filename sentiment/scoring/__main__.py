@@ -28,6 +28,15 @@ from sentiment.scoring.batch import bad_rows_message, score_file
 from sentiment.settings import setting
 
 
+def ray_line(counts: dict) -> str:
+    """Where the Ray engine's parts ran, and the actors lost on the way ('' without Ray)."""
+    if "nodes" not in counts:
+        return ""
+    nodes = ", ".join(f"{node} {parts}" for node, parts in counts["nodes"].items())
+    lost = f"; {counts['lost']} actors lost, their chunks re-run" if counts["lost"] else ""
+    return f"; parts per node: {nodes}{lost}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sentiment.scoring", description=__doc__)
     parser.add_argument("--model", required=True, help="model directory or BentoML tag")
@@ -59,7 +68,7 @@ def main() -> None:
     print(
         f"score: {args.output}: {counts['rows']} rows in {counts['seconds']:.1f} s "
         f"({counts['rows'] / max(counts['seconds'], 1e-9):.0f} rows/s), "
-        f"{counts['rows'] - counts['not_scored']} scored"
+        f"{counts['rows'] - counts['not_scored']} scored" + ray_line(counts)
     )
     if counts["not_scored"]:
         message = bad_rows_message(args.input, counts["not_scored"], counts["first_not_scored"])

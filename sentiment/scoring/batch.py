@@ -89,8 +89,8 @@ def score_file(
     if engine == "ray":
         from sentiment.scoring.on_ray import score_on_ray
 
-        score_on_ray(model_dir, version, chunks, output, tally.add)
-        return tally.counts()
+        ran = score_on_ray(model_dir, version, chunks, output, tally.add)
+        return tally.counts() | {"nodes": dict(sorted(ran.nodes.items())), "lost": ran.lost}
     scorer = ChunkScorer(load_predictor(model_dir), version, str(model_dir))
     with staged_file(output) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         for values in chunks:
