@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-fast lint lock clean serve bento image promote rollback deploy exp score drift report ingest retrain
+.PHONY: help run test test-system test-fast lint lock clean serve bento image promote rollback deploy exp score drift report ingest retrain
 
 ## help: list the targets
 help:
@@ -51,10 +51,14 @@ run: $(VENV)/.installed
 promote: $(VENV)/.installed
 	$(BIN)/python -m sentiment.registry promote
 
-## test: install with dev tools and run the whole suite (slow end-to-end tests included)
+## test: install with dev tools and run the suite (slow end-to-end tests included)
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not system"
+
+## test-system: the retrain loop end to end and the stack across simulated hosts (as root)
+test-system: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m system
 
 # The headline metrics (reports/evaluate/headline.json, reports/gate/verdict.json, reports/drift/verdicts.json) and the
 # params: every other column (detail metrics, deps) is dropped.

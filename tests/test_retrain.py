@@ -153,6 +153,7 @@ def retrain(work: Path, s3: S3Server, uri: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.system
 def test_two_drops_become_two_branches_and_failures_change_nothing(
     raw_data: Path, s3_server: S3Server, tmp_path: Path
 ) -> None:

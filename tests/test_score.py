@@ -258,3 +258,72 @@ def test_ray_scores_from_the_bucket_into_the_bucket(
         score_file(str(model), source, f"s3://{bucket}/refused", "Review text", 1, True, "ray")
     # row 0's part was written before row 1 failed: removed again, and no marker
     assert not s3.get_file_info(fs.FileSelector(f"{bucket}/refused", allow_not_found=True))
+
+
+class FakeActor:
+    """An actor of ``FakeRay``: a chunk becomes its row numbers; lost from call ``dies_on``."""
+
+    def __init__(self, ray: FakeRay, name: str, dies_on: int | None = None) -> None:
+        self.ray, self.name, self.dies_on, self.calls = ray, name, dies_on, 0
+        self.score = self
+
+    def remote(self, first_row: int, values: list):
+        self.calls += 1
+        lost = self.dies_on is not None and self.calls >= self.dies_on
+        ref = object()
+        self.ray.results[ref] = (lost, self.name, first_row, values)
+        return ref
+
+
+class FakeRay:
+    """What score_in_order asks of Ray: wait for one of the references, get its result."""
+
+    def __init__(self) -> None:
+        self.results: dict = {}
+
+    def wait(self, refs: list, num_returns: int):
+        return [refs[-1]], refs[:-1]  # the newest first: results come back out of order
+
+    def get(self, ref):
+        import pyarrow as pa
+        from ray.exceptions import RayActorError
+
+        from sentiment.scoring.on_ray import NODE_KEY
+
+        lost, name, first_row, values = self.results.pop(ref)
+        if lost:
+            raise RayActorError()
+        rows = list(range(first_row, first_row + len(values)))
+        return pa.table({"row": rows}).replace_schema_metadata({NODE_KEY: name})
+
+
+def test_a_lost_actors_chunk_runs_again_on_a_live_one_and_parts_stay_in_order(tmp_path) -> None:
+    pytest.importorskip("ray")
+    from sentiment.scoring.on_ray import score_in_order
+    from sentiment.scoring.storage import locate
+
+    ray = FakeRay()
+    actors = [FakeActor(ray, "b"), FakeActor(ray, "c", dies_on=3)]
+    chunks = [[None] * 3 for _ in range(8)]
+    seen = []
+    tally = score_in_order(ray, actors, chunks, locate(tmp_path / "parts"), seen.append)
+    assert tally.lost == 1 and tally.parts == 8
+    assert [t.column("row").to_pylist()[0] for t in seen] == list(range(0, 24, 3))
+    names = sorted(p.name for p in (tmp_path / "parts").iterdir())
+    assert names == ["_SUCCESS"] + [f"part-{i:06d}.parquet" for i in range(8)]
+    got = pd.concat(pd.read_parquet(tmp_path / "parts" / n) for n in names[1:])
+    assert got["row"].tolist() == list(range(24))
+
+
+def test_with_every_actor_lost_the_job_fails_in_one_line_and_writes_nothing(tmp_path) -> None:
+    pytest.importorskip("ray")
+    from sentiment.scoring.on_ray import score_in_order
+    from sentiment.scoring.storage import locate
+
+    ray = FakeRay()
+    actors = [FakeActor(ray, "b", dies_on=2), FakeActor(ray, "c", dies_on=2)]
+    chunks = [[None] * 3 for _ in range(8)]
+    with pytest.raises(RuntimeError, match="every scoring actor was lost, the last: "):
+        score_in_order(ray, actors, chunks, locate(tmp_path / "parts"), lambda table: None)
+    assert not (tmp_path / "parts").exists()
+    assert not list(tmp_path.iterdir())  # no temporary folder left either
