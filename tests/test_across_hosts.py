@@ -140,7 +140,8 @@ class Cluster:
         return {**self.env, "RAY_ADDRESS": self.address}
 
     def score(self, model: Path, source: Path, target: Path, log: str):
-        return self.head.run(
+        """The driver, started on the head host, and the path of its log."""
+        driver = self.head.run(
             str(BIN / "python"),
             "-m",
             "sentiment.scoring",
@@ -159,6 +160,7 @@ class Cluster:
             env=self.driver_env(),
             log=log,
         )
+        return driver, self.hosts.logs / log
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +224,7 @@ def test_scoring_on_two_worker_hosts_equals_one_process(
 ) -> None:
     source, model, single = reviews
     target = tmp_path / "scored"
-    log = cluster.hosts.logs / "score-equal.log"
-    out = finished(cluster.score(model, source, target, "score-equal.log"), log)
+    out = finished(*cluster.score(model, source, target, "score-equal.log"))
     on_ray, nodes = parts_of(target)
     pd.testing.assert_frame_equal(on_ray, single)
     assert (target / "_SUCCESS").exists()
@@ -238,16 +239,14 @@ def test_the_driver_killed_mid_job_leaves_no_output_and_a_rerun_writes_it(
 ) -> None:
     source, model, single = reviews
     target = tmp_path / "scored"
-    log = cluster.hosts.logs / "score-driver.log"
-    driver = cluster.score(model, source, target, "score-driver.log")
+    driver, log = cluster.score(model, source, target, "score-driver.log")
     wait_for_line(log, "score: chunk 10:", driver)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
     assert not target.exists()  # no folder, so no _SUCCESS: nothing a reader could take
     cluster.wait_cpus(2)  # the dead driver's actors are released
     finished(
-        cluster.score(model, source, target, "score-rerun.log"),
-        cluster.hosts.logs / "score-rerun.log",
+        *cluster.score(model, source, target, "score-rerun.log"),
     )
     pd.testing.assert_frame_equal(parts_of(target)[0], single)
 
@@ -257,9 +256,8 @@ def test_a_worker_host_killed_mid_job_costs_only_its_chunk(
 ) -> None:
     source, model, single = reviews
     target = tmp_path / "scored"
-    log = cluster.hosts.logs / "score-worker.log"
     c = cluster.hosts["c"]
-    driver = cluster.score(model, source, target, "score-worker.log")
+    driver, log = cluster.score(model, source, target, "score-worker.log")
     wait_for_line(log, "score: chunk 10:", driver)
     c.kill()
     killed = time.monotonic()

@@ -161,6 +161,18 @@ SMALL = {  # the pipeline in a minute: word n-grams, few trials, a transformer o
 }
 
 
+def small_copy(dest: Path, raw_data: Path) -> Path:
+    """A project copy in ``dest`` with the pulled raw data and the ``SMALL`` params."""
+    root = copy_project(dest)
+    for path in RAW_DATA:
+        shutil.copy(raw_data / Path(path).name, root / path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for stage, values in SMALL.items():
+        params[stage] |= values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
 @pytest.mark.slow
 def test_ingested_reviews_reach_the_gate_on_the_grown_split(
     raw_data: Path, tmp_path_factory: pytest.TempPathFactory
@@ -168,13 +180,7 @@ def test_ingested_reviews_reach_the_gate_on_the_grown_split(
     """300 rated reviews (200 new ones from the Amazon set, 100 re-spelt earlier train and
     test reviews) into a project copy; the pipeline on small params keeps every earlier row
     in its split, and the gate's decision names the grown test split."""
-    root = copy_project(tmp_path_factory.mktemp("ingest"))
-    for path in RAW_DATA:
-        shutil.copy(raw_data / Path(path).name, root / path)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for stage, values in SMALL.items():
-        params[stage] |= values
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    root = small_copy(tmp_path_factory.mktemp("ingest"), raw_data)
     sh(root, "dvc", "repro", "prepare")
     before = tmp_path_factory.mktemp("before")
     for name in ("train", "val", "test"):

@@ -5,14 +5,12 @@ end against moto's S3 server (the drops and the DVC remote) and a bare git ``ori
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import boto3
 import pandas as pd
 import pytest
-import yaml
 
 from sentiment.data.splits import RATING, TEXT, DataValidationError, read_ood
 from sentiment.retrain import ledger
@@ -21,11 +19,10 @@ from tests.conftest import (
     RAW_DATA,
     S3_CREDENTIALS,
     S3Server,
-    copy_project,
     project_env,
     sh,
 )
-from tests.test_ingest import SMALL
+from tests.test_ingest import small_copy
 from tests.test_score import write_frame
 
 COLUMNS = [TEXT, RATING, "Review Title", "Month"]
@@ -158,13 +155,7 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     raw_data: Path, s3_server: S3Server, tmp_path: Path
 ) -> None:
     s3 = s3_server
-    root = copy_project(tmp_path / "team")
-    for path in RAW_DATA:
-        shutil.copy(raw_data / Path(path).name, root / path)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for stage, values in SMALL.items():
-        params[stage] |= values
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    root = small_copy(tmp_path / "team", raw_data)
     remote = f"s3://{s3.bucket}/retrain-remote"
     sh(root, "dvc", "remote", "add", "--default", "--force", "bucket", remote)
     sh(root, "dvc", "remote", "modify", "bucket", "endpointurl", s3.endpoint)

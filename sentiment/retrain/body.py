@@ -3,10 +3,10 @@ then what the drop added, then the report against the base branch (sentiment.rep
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sentiment import paths
+from sentiment.headlines import read_metrics
 from sentiment.report import build_report, gate_lines
 from sentiment.retrain.drop import Drop
 
@@ -27,9 +27,7 @@ def drop_lines(drop: Drop, counts: dict[str, int]) -> list[str]:
 
 
 def verdict(root: Path) -> list[str]:
-    decision_file = root / paths.GATE_DECISION
-    decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
-    return gate_lines(decision)
+    return gate_lines(read_metrics(paths.GATE_DECISION, root))
 
 
 def body(drop: Drop, counts: dict[str, int], root: Path, base: str) -> str:
