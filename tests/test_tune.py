@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -154,6 +155,28 @@ def test_claim_gives_each_place_once() -> None:
     assert search.claim(trials(done, done, done, running), 3, 3) == "surplus"
     assert search.claim(trials(done, failed, done, running), 3, 3) == "run"  # a failed one's place
     assert search.claim(trials(TrialState.WAITING, done, done, running), 3, 3) == "wait"
+
+
+def test_a_waiting_trial_fails_a_stale_one_and_takes_its_place(tmp_path: Path) -> None:
+    """A trial waiting for an earlier one whose worker died (its heartbeat stopped) fails it
+    as stale, queues it again, and runs: the wait does not outlast the grace period."""
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'stale.db'}",
+        heartbeat_interval=1,
+        grace_period=1,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+    )
+    study = optuna.create_study(storage=storage)
+    orphan = study.ask()  # its worker beat once, then vanished
+    storage.record_heartbeat(orphan._trial_id)
+    waiting = study.ask()
+    time.sleep(2.5)  # SQLite's clock has whole seconds
+    started = time.monotonic()
+    search.wait_for_place(waiting, target=1, poll=0.1)
+    assert time.monotonic() - started < 5
+    states = {t.number: t.state for t in study.trials}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.WAITING in states.values()  # queued again
 
 
 def test_two_workers_share_one_study(tiny_project: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +34,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
@@ -247,11 +248,21 @@ def wait_for_place(trial: optuna.Trial, target: int, poll: float = 1.0) -> None:
             trial.set_user_attr("surplus", True)
             study.stop()
             raise SurplusTrial(f"trial {trial.number}: the study already has {target}")
-        if isinstance(study._storage, optuna.storages.RDBStorage):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # experimental API
-                optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # a no-op without heartbeats (not RDB storage)
+            warnings.simplefilter("ignore")  # experimental API
+            optuna.storages.fail_stale_trials(study)
         time.sleep(poll)
+
+
+class BeatingStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose heartbeat outlives a database restart: a beat that cannot
+    be written is skipped (Optuna's heartbeat thread would die of it, and the trial, still
+    running, would go stale), and a pooled connection is checked before use, so a worker
+    idle during the restart carries on."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with suppress(OperationalError):  # the next beat, HEARTBEAT_SECONDS later, tries again
+            super().record_heartbeat(trial_id)
 
 
 def rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -264,8 +275,9 @@ def rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     def connect() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return BeatingStorage(
                 url,
+                engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=(
@@ -307,15 +319,35 @@ def search(
         callbacks = [optuna.study.MaxTrialsCallback(target, states=finished)]
         if parent_run_id:
             callbacks.insert(0, mlflow_trial_logger(parent_run_id))
-        study.optimize(
-            make_objective(x, y, params, inputs, target),
-            n_trials=remaining,
-            timeout=params["timeout"],
-            n_jobs=params["n_jobs"],
-            callbacks=callbacks,
-            catch=(SurplusTrial,),
-        )
+        try:
+            study.optimize(
+                make_objective(x, y, params, inputs, target),
+                n_trials=remaining,
+                timeout=params["timeout"],
+                n_jobs=params["n_jobs"],
+                callbacks=callbacks,
+                catch=(SurplusTrial,),
+            )
+        except Exception as err:
+            lost = database_error(err)
+            if lost is None:
+                raise
+            first = str(lost.orig or lost).strip().splitlines()[0]
+            raise RuntimeError(
+                f"lost the study's database mid-search ({first}); the finished trials are "
+                "kept: run again to resume"
+            ) from err
     return study
+
+
+def database_error(err: BaseException | None) -> OperationalError | None:
+    """The database connection error that ``err`` is or arose from. (Optuna, failing to
+    record a trial's end, raises an ``UnboundLocalError`` of its own over it.)"""
+    while err is not None:
+        if isinstance(err, OperationalError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def with_probabilities(classifier: ClassifierMixin, folds: int, seed: int) -> ClassifierMixin:
