@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -35,7 +34,9 @@ from sentiment.registry.store import (
     download_version,
     export_to_bentoml,
     production_version,
+    recorded_run,
     restore_alias,
+    unchanged,
 )
 from sentiment.tracking import configure, redact_uri, tracking_uri
 
@@ -122,11 +123,12 @@ def deploy(params: dict[str, Any], version: int, reason: str, force: bool = Fals
         }
         previous_before = production_version(client, name, PREVIOUS)
         run_tags = {"kind": "deploy", "version": number, **tags}
-        with mlflow.start_run(run_name="deploy", tags=run_tags), Steps() as steps:
+        with recorded_run("deploy", run_tags), Steps(unchanged(current)) as steps:
             extra = {"deployed_from": replaced, "deploy_reason": reason}
             bento_tag = export_to_bentoml(model_dir, params["bento_model"], number, digests, extra)
             steps.done(f"BentoML model {bento_tag}", lambda: delete_bento(bento_tag))
-            steps.done("version tags", restore_tags(client, name, number, dict(target.tags)))
+            restore = restore_tags(client, name, number, dict(target.tags))
+            steps.done("version tags", restore, unused=True)
             for key, value in tags.items():
                 client.set_model_version_tag(name, number, key, value)
             if current is not None:

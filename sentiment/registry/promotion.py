@@ -30,8 +30,10 @@ from sentiment.registry.store import (
     export_version,
     production_version,
     recorded_digests,
+    recorded_run,
     restore_alias,
     served,
+    unchanged,
 )
 from sentiment.tracking import (
     configure,
@@ -49,12 +51,13 @@ def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_versio
     tags = {**tags, DIGESTS_TAG: json.dumps(digests, sort_keys=True)}
     extra = {k: tags[k] for k in ("test.macro_f1", "git.commit", "params.hash", "data.md5.test")}
     previous_before = production_version(client, name, PREVIOUS)
-    with Steps() as steps:
+    with Steps(unchanged(old_version)) as steps:
         info = log_model(paths.CHAMPION)
         version = mlflow.register_model(info.model_uri, name, tags=tags)
         steps.done(
             f"version {version.version}",
             lambda: client.delete_model_version(name, version.version),
+            unused=True,
         )
         bento_tag = export_to_bentoml(
             paths.CHAMPION, params["bento_model"], version.version, digests, extra
@@ -125,7 +128,7 @@ def act(params: dict[str, Any]) -> str:
         "test.macro_f1": str(record["candidate"]["macro_f1"]),
         "size_mb": str(record["candidate"]["size_mb"]),
     }
-    with mlflow.start_run(run_name="promote", tags={"kind": "promote", **tags}):
+    with recorded_run("promote", {"kind": "promote", **tags}):
         promoted = promote(client, params, tags, current)
     note = (
         " (decided again: production moved since reports/gate/decision.json)" if redecided else ""
@@ -142,7 +145,7 @@ def rollback(params: dict[str, Any]) -> dict[str, str]:
     current, previous = production_version(client, name), production_version(client, name, PREVIOUS)
     if current is None or previous is None:
         raise SystemExit(f"rollback: {name} needs both '{PRODUCTION}' and '{PREVIOUS}' aliases")
-    with Steps() as steps:
+    with Steps(unchanged(current)) as steps:
         bento_tag = export_version(client, params, previous, {"rolled_back_from": current.version})
         steps.done(f"BentoML model {bento_tag}", lambda: delete_bento(bento_tag))
         client.set_registered_model_alias(name, PRODUCTION, previous.version)

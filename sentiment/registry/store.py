@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,11 @@ def export_version(client: MlflowClient, params: dict, version: Any, extra: dict
         return export_to_bentoml(model_dir, params["bento_model"], number, digests, extra)
 
 
-class UndoError(RuntimeError):
+class StepFailed(RuntimeError):
+    """A step failed (the cause); the message says what was undone and what still holds."""
+
+
+class UndoError(StepFailed):
     """A step failed and some of the steps before it could not be undone."""
 
 
@@ -124,29 +129,63 @@ class Steps:
     """Run registry/store steps; if one fails, undo the earlier ones in reverse order.
 
     Every undo is attempted even if one fails (the registry may be down while the local
-    store is not); the error then names what could not be undone.
+    store is not). The error says ``unchanged`` (what holds once every step is undone, e.g.
+    "production is still version 2") when it still holds: when every undo ran, or the ones
+    that could not only leave something nothing serves (a version without an alias, a tag).
+    Otherwise it names what could not be undone.
     """
 
-    def __init__(self) -> None:
-        self.undos: list[tuple[str, Callable[[], Any]]] = []
+    def __init__(self, unchanged: str) -> None:
+        self.unchanged = unchanged
+        self.undos: list[tuple[str, Callable[[], Any], bool]] = []
 
     def __enter__(self) -> Steps:
         return self
 
-    def done(self, what: str, undo: Callable[[], Any]) -> None:
-        self.undos.append((what, undo))
+    def done(self, what: str, undo: Callable[[], Any], unused: bool = False) -> None:
+        """``what`` was done; ``unused``: left undone, nothing serves or reads it."""
+        self.undos.append((what, undo, unused))
 
     def __exit__(self, kind, error, traceback) -> None:
         if error is None:
             return
-        left = []
-        for what, undo in reversed(self.undos):
+        left, served_left = [], False
+        for what, undo, unused in reversed(self.undos):
             try:
                 undo()
             except Exception as undo_error:
                 left.append(f"{what} ({undo_error})")
-        if left:
-            raise UndoError(f"{error}; and could not undo: {'; '.join(left)}") from error
+                served_left = served_left or not unused
+        if not left:
+            raise StepFailed(f"every step undone: {self.unchanged}") from error
+        if served_left:
+            raise UndoError(f"could not undo: {'; '.join(left)}") from error
+        raise UndoError(
+            f"could not undo (left over, unused): {'; '.join(left)}; {self.unchanged}"
+        ) from error
+
+
+def unchanged(version: Any) -> str:
+    """What a failed registry command leaves, ``version`` being production before it."""
+    if version is None:
+        return "there is still no production version"
+    return f"production is still version {version.version}, and so is the BentoML store"
+
+
+@contextmanager
+def recorded_run(name: str, tags: dict[str, str]) -> Iterator[None]:
+    """An MLflow run recording a registry command. The registry's being unreachable when the
+    run ends neither replaces a failure inside nor fails a command whose steps are done (the
+    run then stays RUNNING there)."""
+    mlflow.start_run(run_name=name, tags=tags)
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            mlflow.end_run("FAILED")
+        raise
+    with suppress(MlflowException):  # the command's steps are done: it did not fail
+        mlflow.end_run()
 
 
 def restore_alias(client: MlflowClient, name: str, alias: str, before: Any) -> Callable[[], Any]:
@@ -154,6 +193,15 @@ def restore_alias(client: MlflowClient, name: str, alias: str, before: Any) -> C
     if before is None:
         return lambda: client.delete_registered_model_alias(name, alias)
     return lambda: client.set_registered_model_alias(name, alias, before.version)
+
+
+def step_error(command: str, err: StepFailed) -> str:
+    """The one line a command ends with when one of its steps failed: the failure, then what
+    was undone and what still holds."""
+    cause = err.__cause__
+    if isinstance(cause, MlflowException):
+        return f"{registry_error(command, cause)}; {err}"
+    return f"{command}: {cause}; {err}"
 
 
 def registry_error(command: str, err: MlflowException) -> str:
