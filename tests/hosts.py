@@ -27,6 +27,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from sentiment.settings import setting
+
 PREFIX = "snt-"
 BRIDGE = "sntbr0"
 SUBNET = "198.18.0"
@@ -45,6 +49,16 @@ def can_make_hosts() -> str | None:
     if not shutil.which("ip"):
         return "simulated hosts need iproute2's ip"
     return None
+
+
+def require_hosts() -> None:
+    """Skip the calling test where hosts cannot be made, with the reason; fail it instead
+    under ``SENTIMENT_REQUIRE_SERVERS=1`` (as ``.ci/run`` sets)."""
+    reason = can_make_hosts()
+    if reason and setting("SENTIMENT_REQUIRE_SERVERS"):
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
 
 
 def iptables(*args: str) -> bool:

@@ -23,9 +23,8 @@ import pytest
 
 from sentiment.scoring.batch import score_file
 from sentiment.scoring.on_ray import NODE_KEY
-from sentiment.settings import setting
 from tests.conftest import REPO, S3_CREDENTIALS
-from tests.hosts import Host, Hosts, can_make_hosts, wait_port
+from tests.hosts import Host, Hosts, require_hosts, wait_port
 from tests.test_gate import make_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
@@ -35,13 +34,7 @@ RAY_PORT = 6379
 
 @pytest.fixture(autouse=True)
 def hosts_can_be_made() -> None:
-    """Skipped with the reason where hosts cannot be made; failed instead under
-    ``SENTIMENT_REQUIRE_SERVERS=1`` (as ``.ci/run`` sets)."""
-    reason = can_make_hosts()
-    if reason and setting("SENTIMENT_REQUIRE_SERVERS"):
-        pytest.fail(reason)
-    if reason:
-        pytest.skip(reason)
+    require_hosts()
 
 
 def test_the_harness_connects_partitions_heals_and_kills(tmp_path: Path) -> None:
@@ -71,11 +64,12 @@ def test_the_harness_connects_partitions_heals_and_kills(tmp_path: Path) -> None
 
 
 class Cluster:
-    """A Ray head on host a (no CPUs: it only coordinates), a worker on b and c with one CPU
-    each, started as a team would on three machines; the driver runs on a."""
+    """A Ray head on host a (no CPUs: it only coordinates), a worker with one CPU on each of
+    ``workers`` (b and c unless told), started as a team would on separate machines; the
+    driver runs on a."""
 
-    def __init__(self, hosts: Hosts, temp: Path) -> None:
-        self.hosts, self.temp = hosts, temp
+    def __init__(self, hosts: Hosts, temp: Path, workers: tuple[str, ...] = ("b", "c")) -> None:
+        self.hosts, self.temp, self.workers = hosts, temp, workers
         self.head = hosts["a"]
         self.address = f"{self.head.address}:{RAY_PORT}"
         self.env = {
@@ -115,10 +109,10 @@ class Cluster:
             "--include-dashboard",
             "false",
         )
-        wait_port(self.hosts["b"], self.head.address, RAY_PORT, seconds=90)
-        for name in ("b", "c"):
+        wait_port(self.hosts[self.workers[0]], self.head.address, RAY_PORT, seconds=90)
+        for name in self.workers:
             self.start_worker(self.hosts[name])
-        self.wait_cpus(2)
+        self.wait_cpus(len(self.workers))
 
     def start_worker(self, host: Host) -> None:
         self.ray_start(host, "--address", self.address, "--num-cpus", "1")
