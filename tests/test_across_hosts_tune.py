@@ -198,7 +198,7 @@ def test_postgresql_restarted_mid_study_then_a_rerun_completes_it_exactly(team: 
     """PostgreSQL stopped (fast: open sessions ended) and started again while the stage and
     two workers run: each either carries on (reconnected) or, caught mid-write, stops in one
     line, and a re-run of the stage completes the study with exactly its total."""
-    total = 300
+    total = 400  # long enough that the restart comes mid-study on a fast machine too
     set_trials(team.project, total)
     processes = {
         "a": team.tune("a", log="a"),

@@ -147,6 +147,36 @@ def test_a_worker_killed_mid_trial_does_not_leave_the_study_short(
     assert time.monotonic() - started >= search.GRACE_SECONDS - search.HEARTBEAT_SECONDS
 
 
+@pytest.mark.slow
+def test_a_worker_cut_off_inside_a_transaction_does_not_block_the_others(postgres: str) -> None:
+    """A worker cut off mid-write leaves its session idle inside a transaction, holding its
+    trial's row lock: PostgreSQL ends that session after ``ABANDONED_SECONDS`` (the option
+    every worker's connections carry), so the others can fail the trial as stale."""
+    import sqlalchemy
+
+    url = postgres_database(postgres, "optuna_abandoned")
+    storage = search.BeatingStorage(
+        url,
+        engine_kwargs=search.engine_options(url),
+        heartbeat_interval=1,
+        grace_period=1,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+    )
+    study = optuna.create_study(storage=storage, study_name="abandoned")
+    orphan = study.ask()
+    storage.record_heartbeat(orphan._trial_id)
+    waiting = study.ask()
+    cut_off = sqlalchemy.create_engine(url, **search.engine_options(url)).connect()
+    cut_off.begin()  # the worker's last write: its trial's row locked, never committed
+    lock = "SELECT * FROM trials WHERE trial_id = %s FOR UPDATE"
+    cut_off.exec_driver_sql(lock, (orphan._trial_id,))
+    started = time.monotonic()
+    search.wait_for_place(waiting, target=1, poll=0.2)
+    seconds = time.monotonic() - started
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert search.ABANDONED_SECONDS - 1 <= seconds < search.ABANDONED_SECONDS + 10
+
+
 def wait_for_running_trial(storage: str, tag: str, worker: subprocess.Popen) -> int:
     """The number of a trial ``worker`` (its ``worker`` attribute is ``tag``) is running."""
     deadline = time.monotonic() + 120

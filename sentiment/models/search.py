@@ -34,6 +34,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from sentiment.evaluation.metrics import macro_f1
@@ -265,6 +266,22 @@ class BeatingStorage(optuna.storages.RDBStorage):
             super().record_heartbeat(trial_id)
 
 
+ABANDONED_SECONDS = 10  # a PostgreSQL session idle this long inside a transaction is ended
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """Pooled connections checked before use; on PostgreSQL, sessions that sit idle inside a
+    transaction ended after ``ABANDONED_SECONDS``. Optuna's transactions last milliseconds:
+    one left open is a worker cut off mid-write, whose row locks would otherwise block the
+    others (failing its trial as stale included) until the server notices, hours later."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
+        timeout = f"-c idle_in_transaction_session_timeout={ABANDONED_SECONDS * 1000}"
+        options["connect_args"] = {"options": timeout}
+    return options
+
+
 def rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     """The study's storage, with heartbeats: a killed worker's trial goes stale after
     ``GRACE_SECONDS``, is failed, and is queued again (``RetryHeartbeatStaleTrialCallback``).
@@ -277,7 +294,7 @@ def rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return BeatingStorage(
                 url,
-                engine_kwargs={"pool_pre_ping": True},
+                engine_kwargs=engine_options(url),
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=(
