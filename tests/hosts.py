@@ -110,11 +110,14 @@ class Host:
     def command(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *cmd]
 
-    def run(self, *cmd: str, env: dict[str, str], log: str) -> subprocess.Popen:
+    def run(
+        self, *cmd: str, env: dict[str, str], log: str, cwd: Path | None = None
+    ) -> subprocess.Popen:
         """Start ``cmd`` in this host in its own process group; output to ``logs/<log>``."""
         proc = subprocess.Popen(
             self.command(*cmd),
             env=env,
+            cwd=cwd,
             stdout=open(self.logs / log, "ab"),  # noqa: SIM115 (the process's lifetime)
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -123,11 +126,11 @@ class Host:
         return proc
 
     def exec(
-        self, *cmd: str, env: dict[str, str], timeout: float = 600
+        self, *cmd: str, env: dict[str, str], timeout: float = 600, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
         """Run ``cmd`` in this host to completion."""
         return subprocess.run(
-            self.command(*cmd), env=env, capture_output=True, text=True, timeout=timeout
+            self.command(*cmd), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
 
     def partition(self, refuse: bool = False) -> None:

@@ -274,7 +274,7 @@ def s3_env() -> dict[str, str]:
 
 
 def in_host(host: Host, *cmd: str, cwd: Path) -> subprocess.CompletedProcess:
-    return host.exec("sh", "-c", f"cd '{cwd}' && exec \"$@\"", "-", *cmd, env=s3_env())
+    return host.exec(*cmd, env=s3_env(), cwd=cwd)
 
 
 def puts_received(log: Path) -> int:
@@ -313,9 +313,7 @@ def test_a_dvc_push_cut_off_midway_completes_on_retry_and_pulls_equal(tmp_path: 
             done = in_host(a, *cmd, cwd=project)
             assert done.returncode == 0, done.stderr
 
-        push = a.run(
-            "sh", "-c", f"cd '{project}' && exec dvc push --jobs 2", env=s3_env(), log="push-1"
-        )
+        push = a.run("dvc", "push", "--jobs", "2", env=s3_env(), log="push-1", cwd=project)
         deadline = time.monotonic() + 120
         while puts_received(hosts.logs / "s3") < 60 and time.monotonic() < deadline:
             assert push.poll() is None, (hosts.logs / "push-1").read_text()

@@ -103,8 +103,7 @@ class Registry:
         self.server.wait(timeout=60)
 
     def python(self, code: str, **env: str) -> str:
-        cmd = f"cd '{self.project}' && exec python -c \"$0\""
-        done = self.client.exec("sh", "-c", cmd, code, env={**self.env, **env})
+        done = self.client.exec("python", "-c", code, env={**self.env, **env}, cwd=self.project)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done.stdout
 
@@ -112,8 +111,8 @@ class Registry:
         return json.loads(self.python(STATE))
 
     def command(self, *args: str, log: str, **env: str) -> subprocess.Popen:
-        cmd = f"cd '{self.project}' && exec python -m sentiment.registry \"$@\""
-        return self.client.run("sh", "-c", cmd, "-", *args, env={**self.env, **env}, log=log)
+        cmd = ("python", "-m", "sentiment.registry", *args)
+        return self.client.run(*cmd, env={**self.env, **env}, log=log, cwd=self.project)
 
     def requests(self, path: str) -> int:
         """How many requests for ``path`` the server has logged (all its starts)."""
@@ -229,12 +228,12 @@ def test_a_serving_host_cut_off_from_the_registry_keeps_serving_then_follows(
         "SENTIMENT_WORKERS": "1",
         "SENTIMENT_INFERENCE_LOG": str(registry.project / "s-predictions.jsonl"),
     }
-    mirror_cmd = f"cd '{registry.project}' && exec python -m sentiment.registry mirror --every 1"
-    mirror = s.run("sh", "-c", mirror_cmd, env=env, log="mirror")
+    mirror_cmd = ("python", "-m", "sentiment.registry", "mirror", "--every", "1")
+    mirror = s.run(*mirror_cmd, env=env, log="mirror", cwd=registry.project)
     mirror_log = registry.hosts.logs / "mirror"
     wait_until(lambda: "exported to BentoML" in mirror_log.read_text(), mirror)
-    serve = f"cd '{REPO}' && exec bentoml serve service:Sentiment --host 127.0.0.1 --port 3000"
-    service = s.run("sh", "-c", serve, env=env, log="service")
+    serve = ("bentoml", "serve", "service:Sentiment", "--host", "127.0.0.1", "--port", "3000")
+    service = s.run(*serve, env=env, log="service", cwd=REPO)
 
     def answer() -> str:
         done = s.exec("python", "-c", ANSWERING, env=env, timeout=60)

@@ -105,8 +105,7 @@ class Team:
 
     def python(self, code: str) -> str:
         """``code`` run by Python on host a (the test's own process is on no host)."""
-        cmd = f"cd '{self.project}' && exec python -c \"$0\""
-        done = self.hosts["a"].exec("sh", "-c", cmd, code, env=self.env)
+        done = self.hosts["a"].exec("python", "-c", code, env=self.env, cwd=self.project)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
@@ -114,8 +113,8 @@ class Team:
         return json.loads(self.python(TRIALS.format(name=self.name, url=self.db.url)))
 
     def tune(self, host: str, *args: str, log: str) -> subprocess.Popen:
-        cmd = f"cd '{self.project}' && exec python -m stages.tune \"$@\""
-        return self.hosts[host].run("sh", "-c", cmd, "-", *args, env=self.env, log=log)
+        cmd = ("python", "-m", "stages.tune", *args)
+        return self.hosts[host].run(*cmd, env=self.env, log=log, cwd=self.project)
 
     def log(self, name: str) -> str:
         return (self.hosts.logs / name).read_text()
@@ -159,7 +158,7 @@ def test_a_worker_host_cut_off_mid_trial_leaves_the_study_exact(team: Team) -> N
     set_trials(team.project, total)
     c = team.hosts["c"]
     worker_c = team.tune("c", "--worker", "--n-trials", str(total), log="c")
-    tag = f"{socket.gethostname()}:{worker_c.pid}"  # ip netns exec and sh exec: one pid
+    tag = f"{socket.gethostname()}:{worker_c.pid}"  # ip netns exec execs: one pid
     for tries in range(1, 6):  # until the cut lands inside one of c's trials
         while sum(t["worker"] == tag for t in team.trials()) < 3 * tries:
             assert worker_c.poll() is None, team.log("c")[-3000:]
