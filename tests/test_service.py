@@ -357,6 +357,12 @@ def test_bentoml_build(bento_home: Path, tmp_path: Path) -> None:
     stored = bentoml.models.get("sentiment:latest", _model_store=ModelStore(home / "models"))
     assert [m["tag"] for m in packaged] == [str(stored.tag)], "the promoted model is packaged"
     assert (bento / "src" / "sentiment" / "models" / "predictor.py").is_file()
+    # nothing else: not the copies of the library in mlartifacts/**/code/sentiment
+    assert sorted(p.name for p in (bento / "src").iterdir()) == [
+        "bentofile.yaml",
+        "sentiment",
+        "service.py",
+    ]
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "onnxruntime==" in requirements and "torch" not in requirements  # the serving lock
 
@@ -632,7 +638,8 @@ def test_sigterm_answers_what_was_accepted_and_exits_within_the_bound(
 def test_the_bento_includes_every_module_the_service_imports() -> None:
     from tests.test_dag import closure
 
-    patterns = yaml.safe_load((REPO / "bentofile.yaml").read_text())["include"]
+    bentofile = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    patterns = [pattern.lstrip("/") for pattern in bentofile["include"]]  # "/": from the top
     assert "sentiment/" in patterns, "the library is included by folder"
     needed = {path for path in closure("service.py") if path.endswith(".py")}
     missing = [p for p in needed if not any(p == i or p.startswith(i) for i in patterns)]
