@@ -56,7 +56,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not system"
 
-## test-system: the retrain loop end to end and the stack across simulated hosts (as root)
+## test-system: the retrain loop end to end, the stack across simulated hosts and the compose stack (as root)
 test-system: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m system
 
