@@ -2,11 +2,14 @@
 
     python -m bench.serve_load [--seconds 20] [--levels 1 16 64]
         [--model-dir models/transformer models/classical] [--service service:Sentiment]
+        [--image sentiment-service:latest]
 
 For each model, the servers run one at a time on the same model: the naive FastAPI app
 scoring with torch (what a user would write first; a transformer only, the backend means
 nothing to a classical model), the same app on ONNX Runtime, and the BentoML service
-(inference log on, as deployed). The model is the promoted one (BentoML store
+(inference log on, as deployed); with ``--image``, also that serving image run by
+``docker run`` (`make image`: it serves the model it was built with, so build it from the
+same promoted model; its log goes to a mounted folder). The model is the promoted one (BentoML store
 ``sentiment:latest``; run the gate first) or each ``--model-dir``, exported into a temporary
 BentoML store, so each flavor can be measured as champion. Each concurrency level sends
 single-text ``POST /predict`` requests from closed-loop users for ``--seconds``, then
@@ -47,7 +50,39 @@ SERVERS = {
     "naive-torch": ("fastapi", "torch", "naive FastAPI, torch"),
     "naive-onnx": ("fastapi", "onnx", "naive FastAPI, the same predictor"),
     "service": ("bentoml", "onnx", "the BentoML service"),
+    "image": ("docker", "onnx", "the service image (docker run)"),
 }
+LOGGED = ("service", "image")  # the servers with the inference log
+
+
+class Server:
+    """A server process started for one run: its root process id, whether it is still up,
+    and how it is stopped (a process group, or a container)."""
+
+    def __init__(self, url: str, proc: subprocess.Popen | None = None, container: str = "") -> None:
+        self.url, self.proc, self.container = url, proc, container
+        self.pid = proc.pid if proc else int(docker("inspect", "-f", "{{.State.Pid}}", container))
+
+    def exited(self) -> bool:
+        if self.proc:
+            return self.proc.poll() is not None
+        try:
+            return docker("inspect", "-f", "{{.State.Running}}", self.container) != "true"
+        except subprocess.CalledProcessError:  # --rm: gone
+            return True
+
+    def stop(self) -> None:
+        if self.proc:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=30)
+        else:
+            docker("stop", self.container)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
 
 
 def free_port() -> int:
@@ -56,8 +91,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(kind: str, port: int, tag: str, service: str, log_dir: Path) -> subprocess.Popen:
+def launch(kind: str, tag: str, args: argparse.Namespace, log_dir: Path) -> Server:
     server, backend, _ = SERVERS[kind]
+    if server == "docker":  # reached at its bridge address: no port publishing proxy in between
+        log_dir.chmod(0o777)  # the image's user writes the log there
+        volume = f"{log_dir}:/home/bentoml/inference-log"
+        container = docker("run", "--detach", "--rm", "-v", volume, args.image)
+        address = docker(
+            "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container
+        )
+        return Server(f"http://{address}:3000", container=container)
+    port = free_port()
     env = {
         **os.environ,
         "SENTIMENT_MODEL_TAG": tag,
@@ -66,24 +110,25 @@ def launch(kind: str, port: int, tag: str, service: str, log_dir: Path) -> subpr
         "BENTOML_DO_NOT_TRACK": "true",
     }
     cmd = (
-        [str(BIN / "bentoml"), "serve", service]
+        [str(BIN / "bentoml"), "serve", args.service]
         if server == "bentoml"
         else [str(BIN / "uvicorn"), "bench.naive_fastapi:app", "--log-level", "warning"]
     )
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*cmd, "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    return Server(f"http://127.0.0.1:{port}", proc)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def wait_ready(url: str, server: Server, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+        if server.exited():
+            raise RuntimeError(f"{url}: the server exited")
         try:
             answer = httpx.post(f"{url}/predict", json={"text": WARM_UP}, timeout=5)
             if answer.status_code == 200:
@@ -230,25 +275,22 @@ def measure(tag: str, kinds: list[str], args: argparse.Namespace, texts: list[st
             continue
         log_dir = Path(tempfile.mkdtemp(prefix=f"serve-load-{kind}-"))
         atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
-        port = free_port()
-        proc = launch(kind, port, tag, args.service, log_dir)
-        url = f"http://127.0.0.1:{port}"
+        server = launch(kind, tag, args, log_dir)
+        url = server.url
         try:
-            wait_ready(url, proc)
-            server = psutil.Process(proc.pid)
+            wait_ready(url, server)
+            root = psutil.Process(server.pid)
             result[kind] = {
-                str(c): asyncio.run(level(url, bodies, c, args.seconds, server))
-                for c in args.levels
+                str(c): asyncio.run(level(url, bodies, c, args.seconds, root)) for c in args.levels
             }
         finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
-        if kind == "service":
+            server.stop()
+        if kind in LOGGED:
             sent = sum(r["requests"] for r in result[kind].values())
             lines = sum(  # a warm-up that timed out may have been scored too: not counted
                 WARM_UP not in line for f in log_dir.glob("*.jsonl*") for line in f.open()
             )
-            result["service_log"] = {"requests": sent, "lines": lines}
+            result[f"{kind}_log"] = {"requests": sent, "lines": lines}
     if "service" in result:
         result["ratio"] = {
             naive: {
@@ -285,7 +327,15 @@ def print_tables(result: dict) -> None:
             )
     print(f"service / naive req/s: {result.get('ratio')}")
     print(f"service req/s / in-process ceiling: {result.get('share_of_ceiling')}")
-    print(f"service inference log: {result.get('service_log')}")
+    for kind in LOGGED:
+        if kind in result:
+            print(f"{kind} inference log: {result[f'{kind}_log']}")
+    if "image" in result:
+        image_ratio = {
+            c: round(r["req_per_s"] / result["service"][c]["req_per_s"], 2)
+            for c, r in result["image"].items()
+        }
+        print(f"image / service req/s: {image_ratio}")
     if "service" in result:
         print(f"\n{markdown(result)}")
 
@@ -313,7 +363,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--model-dir", type=Path, nargs="+", help="serve these model directories")
-    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument(
+        "--servers", nargs="+", choices=list(SERVERS), default=[k for k in SERVERS if k != "image"]
+    )
+    parser.add_argument("--image", help="also run this serving image (make image's tag)")
     parser.add_argument(
         "--service", default="service:Sentiment", help="the BentoML service to serve (module:Class)"
     )
@@ -321,6 +374,10 @@ def main() -> None:
         "--save", type=Path, help="also write the JSON here (bench/serve_load.json)"
     )
     args = parser.parse_args()
+    if args.image and "image" not in args.servers:
+        args.servers.append("image")
+    elif "image" in args.servers and not args.image:
+        parser.error("--servers image needs --image TAG")
     tags = export_models(args.model_dir) if args.model_dir else ["sentiment:latest"]
     texts, _ = read_split("data/prepared/test.parquet")
     results = [measure(tag, args.servers, args, texts) for tag in tags]
