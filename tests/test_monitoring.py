@@ -147,7 +147,7 @@ def test_the_dashboard_and_the_stack_agree_with_the_rules() -> None:
     uids = {p["datasource"]["uid"] for p in DASHBOARD["panels"]}
     uids |= {t["datasource"]["uid"] for p in DASHBOARD["panels"] for t in p["targets"]}
     assert uids == {datasource["uid"]}
-    port = COMPOSE["services"]["prometheus"]["ports"][0].split(":")[1]
+    port = COMPOSE["services"]["prometheus"]["ports"][0].rsplit(":", 1)[1]
     assert datasource["url"] == f"http://prometheus:{port}"
     [provider] = yaml.safe_load((provisioning / "dashboards" / "sentiment.yml").read_text())[
         "providers"
