@@ -19,6 +19,7 @@ def test_every_bench_is_listed() -> None:
 
 
 @pytest.mark.parametrize("bench", BENCHES)
+@pytest.mark.slow
 def test_the_bench_starts(bench: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{bench}", "--help"],

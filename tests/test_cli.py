@@ -42,6 +42,7 @@ def test_a_missing_param_is_named_with_its_file_and_section(tmp_path: Path) -> N
         load_params("tune", path)
 
 
+@pytest.mark.slow
 def test_make_run_without_a_readable_remote_says_which_in_one_line(tmp_path: Path) -> None:
     """A clone without ``../shared``: `make run` names the remote it tried and the page that
     says how to configure one, instead of DVC's "missing data 'source'" later."""

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from sentiment.commands import COMMANDS
 from tests.conftest import REPO
 
@@ -68,6 +70,7 @@ print(json.dumps(answers))
 """
 
 
+@pytest.mark.slow
 def test_each_command_answers_help() -> None:
     done = subprocess.run(
         [sys.executable, "-c", HELP_ALL], cwd=REPO, capture_output=True, text=True, timeout=300

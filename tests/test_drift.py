@@ -67,6 +67,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_false_positive_rate_on_traffic_with_repeats(setting) -> None:
     """Null windows as the service sees them: held-out reviews drawn without replacement at
     their natural multiplicity ("Good" and "Nice product" arrive hundreds of times). A
@@ -165,6 +166,7 @@ def test_a_directory_of_worker_logs_is_read_whole_in_time_order(tmp_path: Path) 
         logs.read_current(empty)
 
 
+@pytest.mark.slow
 def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     setting["reference"].save(paths.DRIFT_REFERENCE)
@@ -200,6 +202,7 @@ def test_cli_reads_the_inference_log_and_exits_by_verdict(setting, tmp_path, mon
     )
 
 
+@pytest.mark.slow
 def test_an_inference_log_is_the_monitoring_command_s_not_the_stage_s() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for command, refusal in (

@@ -80,6 +80,7 @@ def test_featurize_fits_on_train_only_and_saves_without_pickle(tmp_path: Path) -
     assert not list(tmp_path.glob(".features.*")), "no temporary directory left behind"
 
 
+@pytest.mark.slow
 def test_featurize_twice_gives_byte_identical_outputs(tmp_path: Path) -> None:
     """Same inputs, same bytes, same DVC md5: a re-run of featurize re-runs nothing after it.
 

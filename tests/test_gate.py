@@ -198,6 +198,7 @@ def decide_and_act(params: dict) -> tuple[dict, str]:
     return gate.run_stage(params), promotion.act(params)
 
 
+@pytest.mark.slow
 def test_decide_then_act(registry: Registry) -> None:
     params, name = registry.params, registry.params["registered_model"]
     make_model(paths.CHAMPION, 4)
@@ -245,6 +246,7 @@ def test_decide_then_act(registry: Registry) -> None:
     assert file_digests(Path("production")) == recorded
 
 
+@pytest.mark.slow
 def test_a_decision_is_acted_on_when_dvc_skips_the_gate(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,6 +271,7 @@ def test_a_decision_is_acted_on_when_dvc_skips_the_gate(
     assert promotion.act(params).startswith("version 1 is already production")
 
 
+@pytest.mark.slow
 def test_act_refuses_a_champion_the_decision_was_not_made_on(registry: Registry) -> None:
     make_model(paths.CHAMPION, 4)
     gate.run_stage(registry.params)
@@ -337,6 +340,7 @@ def assert_failure_changes_nothing(
 @pytest.mark.parametrize(
     "step", ["log_model", "register", "export", "previous-production", "production", "unreachable"]
 )
+@pytest.mark.slow
 def test_a_failed_promotion_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,12 +349,14 @@ def test_a_failed_promotion_leaves_everything_as_it_was(
 
 
 @pytest.mark.parametrize("step", ["export", "production", "previous-production", "unreachable"])
+@pytest.mark.slow
 def test_a_failed_rollback_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert_failure_changes_nothing(registry, step, promotion.rollback, monkeypatch)
 
 
+@pytest.mark.slow
 def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,6 +373,7 @@ def test_an_undo_that_fails_still_undoes_the_rest_and_says_what_is_left(
     assert len(registry.state()[2]) == n_bentos  # the local store was still cleaned up
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_a_production_model_changed_in_the_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ from sentiment.settings import setting
 from tests.conftest import BIN, REPO, free_port, slow_post
 from tests.test_service import BAD_REQUESTS
 
+pytestmark = pytest.mark.slow  # an image built, containers started
 OFFICIAL_BASE = "python:3.11-slim"
 STAND_IN_BASE = "sentiment-base:bookworm-python3.11"
 SIZE_BUDGET_MB = 750

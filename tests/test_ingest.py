@@ -50,6 +50,7 @@ def rated(n: int, start: int = 0) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+@pytest.mark.slow
 def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     project: Path, tmp_path: Path, suffix: str
 ) -> None:
@@ -78,6 +79,7 @@ def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     ).is_file()
 
 
+@pytest.mark.slow
 def test_a_file_with_a_bad_row_is_refused_whole(project: Path, tmp_path: Path) -> None:
     raw = project / "data" / "raw" / "reviews.csv"
     dvc_file = raw.parent / "reviews.csv.dvc"
@@ -106,6 +108,7 @@ def test_a_file_with_a_bad_row_is_refused_whole(project: Path, tmp_path: Path) -
         ("new.txt", "ok\t5\n", "new.txt: not .csv, .parquet or .jsonl"),
     ],
 )
+@pytest.mark.slow
 def test_an_unreadable_input_is_one_line(
     project: Path, tmp_path: Path, name: str, content: str, message: str
 ) -> None:
@@ -117,6 +120,7 @@ def test_an_unreadable_input_is_one_line(
     assert raw.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_failed_dvc_record_puts_the_old_file_back(project: Path, tmp_path: Path) -> None:
     raw = project / "data" / "raw" / "reviews.csv"
     before = raw.read_bytes()
@@ -126,6 +130,7 @@ def test_a_failed_dvc_record_puts_the_old_file_back(project: Path, tmp_path: Pat
     assert raw.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_the_command_prints_one_line_and_fails_in_one(project: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "sentiment.ingest", "--input"]
     env = {**project_env(project), "PYTHONPATH": str(REPO)}

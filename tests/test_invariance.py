@@ -76,6 +76,7 @@ def backends(transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
+@pytest.mark.slow
 def test_scores_do_not_depend_on_batch_mates_or_order(backends: dict, name: str, data) -> None:
     predictor, alone = backends[name]
     order = data.draw(st.permutations(range(len(TEXTS))))
@@ -112,6 +113,7 @@ def test_the_invariance_error_sees_a_batch_dependence() -> None:
 
 
 @pytest.mark.parametrize("name", ["transformer", "champion"])
+@pytest.mark.slow
 def test_the_workspace_model_is_batch_invariant(name: str) -> None:
     """The model `make run` trained here (a fresh clone has none before it runs)."""
     model_dir = REPO / "models" / name
@@ -131,6 +133,7 @@ def write_split(path: Path, texts: list[str], labels: list[int]) -> None:
     pd.DataFrame({"text": texts, "label": labels}).to_parquet(path)
 
 
+@pytest.mark.slow
 def test_evaluate_gives_the_same_figures_with_the_test_split_shuffled(
     transformer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

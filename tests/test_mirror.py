@@ -24,6 +24,7 @@ def looked(seconds: float) -> list[str]:
     return said
 
 
+@pytest.mark.slow
 def test_mirror_exports_what_the_store_lacks_and_says_a_lost_registry_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,6 +65,7 @@ def test_crafted_pipeline_is_refused_before_anything_runs(
     assert not (tmp_path / "pwned.txt").exists()
 
 
+@pytest.mark.slow
 def test_the_mlflow_pyfunc_path_refuses_it_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

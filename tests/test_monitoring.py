@@ -236,6 +236,7 @@ def query(prometheus: str, expr: str) -> list[dict]:
     return answer["data"]["result"]
 
 
+@pytest.mark.slow
 def test_a_live_prometheus_evaluates_every_panel_and_rule_with_data(live) -> None:
     service, prometheus = live
     reviews = ["Wonderful shuttle, great grip", "broke on day one, terrible", "okay product"]
@@ -296,6 +297,7 @@ THRESHOLDS = {  # alert: (its comparison in the rule, how the README and docs sa
 }
 
 
+@pytest.mark.slow
 def test_the_readme_states_the_rules_thresholds_and_waits() -> None:
     readme = (REPO / "README.md").read_text()
     section = " ".join(readme[readme.index("## Monitoring") : readme.index("## Layout")].split())

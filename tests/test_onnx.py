@@ -111,6 +111,7 @@ def test_the_pooled_vector_is_a_second_output_of_both_exports(exported: Path) ->
 
 
 @pytest.mark.parametrize("tolerance, kept", [(1.0, True), (-1.0, False)])
+@pytest.mark.slow
 def test_int8_is_kept_only_when_validation_allows(
     exported: Path, monkeypatch, tolerance: float, kept: bool
 ) -> None:

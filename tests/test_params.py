@@ -81,6 +81,7 @@ def typo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.slow
 def test_a_stage_run_as_a_command_refuses_a_misspelt_key(typo_project: Path, stage: str) -> None:
     typo, meant = TYPOS[stage]
     params = PARAMS | {stage: PARAMS[stage] | {typo: 1}}

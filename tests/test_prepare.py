@@ -199,6 +199,7 @@ def damaged_project(root: Path, case: str) -> Path:
         ("unknown label scheme", r"prepare\.label_scheme must be 'binary' or 'ternary'"),
     ],
 )
+@pytest.mark.slow
 def test_a_damaged_input_fails_in_one_line_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, message: str
 ) -> None:
@@ -216,6 +217,7 @@ def test_a_damaged_input_fails_in_one_line_and_writes_nothing(
     assert sorted(p.name for p in earlier.parent.iterdir()) == ["train.parquet"]
 
 
+@pytest.mark.slow
 def test_the_command_prints_one_line(tmp_path: Path) -> None:
     damaged_project(tmp_path, "empty file")
     env = os.environ | {

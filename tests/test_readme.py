@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sentiment.monitoring.reference import raw_traffic
@@ -153,6 +154,7 @@ def test_traffic_figures(raw_data: Path) -> None:
     assert stated in README
 
 
+@pytest.mark.slow
 def test_make_exp_shows_the_20_headline_metrics_and_the_params() -> None:
     """`make exp`'s filter on the real `dvc exp show` table: of the metrics only the headline
     remains, every param stays (--only-changed then keeps those a sweep varied), no dep."""

@@ -35,6 +35,7 @@ def deploy_tags(registry: Registry, version: str) -> dict[str, str]:
     return {key: tags[key] for key in DEPLOY_TAGS if key in tags}
 
 
+@pytest.mark.slow
 def test_deploy_back_two_versions_then_forward_again(registry: Registry) -> None:
     params = registry.params
     three_versions(registry)
@@ -61,6 +62,7 @@ def test_deploy_back_two_versions_then_forward_again(registry: Registry) -> None
     assert served_version() == "2"
 
 
+@pytest.mark.slow
 def test_a_version_failing_the_rules_is_refused_unless_forced(registry: Registry) -> None:
     three_versions(registry)
     strict = {**registry.params, "min_f1": 0.999}
@@ -76,6 +78,7 @@ def test_a_version_failing_the_rules_is_refused_unless_forced(registry: Registry
     assert not json.loads(tags["deploy.rules"])["min_f1"]["passed"]
 
 
+@pytest.mark.slow
 def test_unknown_and_unrecorded_versions_are_refused_before_anything_moves(
     registry: Registry,
 ) -> None:
@@ -105,6 +108,7 @@ def fail_setting_tag(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "step", ["export", "tags", "previous-production", "production", "unreachable"]
 )
+@pytest.mark.slow
 def test_a_failed_deploy_leaves_everything_as_it_was(
     step: str, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +128,7 @@ def test_a_failed_deploy_leaves_everything_as_it_was(
     assert deploy_tags(registry, "1") == {}  # tags set before the failure are gone again
 
 
+@pytest.mark.slow
 def test_the_command_reports_in_one_line(registry: Registry) -> None:
     three_versions(registry)
     params = yaml.safe_load(Path("params.yaml").read_text())  # the project copy's

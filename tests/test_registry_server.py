@@ -49,6 +49,7 @@ def promote_twice_then_roll_back() -> None:
     assert served_version() == "1"
 
 
+@pytest.mark.slow
 def test_promote_rollback_export_over_http_with_credentials(
     shared_registry: MlflowClient, tracking_server: TrackingServer, capsys: pytest.CaptureFixture
 ) -> None:
@@ -85,6 +86,7 @@ def run_gate(root: Path, command: str, **env: str) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize("command", ["gate", "promote", "rollback", "export"])
+@pytest.mark.slow
 def test_without_credentials_each_command_fails_in_one_line(
     command: str, shared_registry: MlflowClient, tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
@@ -98,6 +100,7 @@ def test_without_credentials_each_command_fails_in_one_line(
     assert "401" in proc.stderr and "MLFLOW_TRACKING_PASSWORD" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_password_in_the_tracking_uri_is_shown_redacted(
     shared_registry: MlflowClient, tracking_server: TrackingServer, tmp_path: Path
 ) -> None:

@@ -152,6 +152,7 @@ BASE_FILES = {
         ),
     ],
 )
+@pytest.mark.slow
 def test_the_cml_command_reports_every_pull_request(
     tmp_path: Path, case: str, base: dict, head: dict, expected: list[str]
 ) -> None:

@@ -97,6 +97,7 @@ def test_bad_rows_fail_refuses_and_writes_nothing(model, tmp_path) -> None:
         (["--model", "nosuch:model"], "nosuch:model"),
     ],
 )
+@pytest.mark.slow
 def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
     write_input(tmp_path / "reviews.csv", TEXTS)
     base = {
@@ -118,6 +119,7 @@ def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.slow
 def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None:
     home = tmp_path / "bentoml"
     export_model(home, model)

@@ -141,6 +141,7 @@ def counter(url: str, name: str) -> float:
     )
 
 
+@pytest.mark.slow
 def test_predict_and_predict_batch(server) -> None:
     url, *_ = server
     one = post(f"{url}/predict", json={"text": "great shuttle, lovely"}, timeout=30)
@@ -245,6 +246,7 @@ def test_a_body_over_the_limit_is_refused_without_being_read(server) -> None:
     assert get(f"{url}/readyz", timeout=10).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_slow_client_sending_3_mb_reads_the_413(server) -> None:
     """The server reads and drops the rest of an oversized body before it answers, so a
     client still sending gets the 413, not a reset (10 tries)."""
@@ -393,6 +395,7 @@ def auth_server(bento_home: Path, tmp_path_factory: pytest.TempPathFactory):
         ({"Authorization": f"bearer {TOKEN}"}, 200),
     ],
 )
+@pytest.mark.slow
 def test_prediction_routes_need_the_token(auth_server, headers: dict, status: int) -> None:
     url, _ = auth_server
     one = post(f"{url}/predict", json={"text": "good"}, headers=headers, timeout=30)
@@ -420,6 +423,7 @@ def test_probes_metrics_and_docs_stay_open_and_declare_the_scheme(auth_server) -
     assert TOKEN not in (log_dir / "server.log").read_text()
 
 
+@pytest.mark.slow
 def test_scope_all_closes_metrics_and_docs(bento_home: Path, tmp_path: Path) -> None:
     proc, url = serve(
         bento_home, tmp_path, SENTIMENT_API_TOKEN=TOKEN, SENTIMENT_API_TOKEN_SCOPE="all"
@@ -463,6 +467,7 @@ LOAD_AS_THE_SERVICE_DOES = (
         (crafted, True, "refusing to load untrusted types", True),
     ],
 )
+@pytest.mark.slow
 def test_a_tampered_model_stops_the_service(
     tamper, exported_after: bool, message: str, served: bool, tmp_path: Path
 ) -> None:
@@ -523,6 +528,7 @@ def test_300_concurrent_good_bad_and_oversized_requests(server) -> None:
     assert get(f"{url}/readyz", timeout=10).status_code == 200
 
 
+@pytest.mark.slow
 def test_the_service_passes_schemathesis_against_its_own_document(server, tmp_path: Path) -> None:
     """Every operation of /docs.json fuzzed: no 5xx, responses as declared, schema-valid
     requests accepted, invalid ones and undeclared media types refused (bounded examples)."""
@@ -565,6 +571,7 @@ def ternary_model(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_three_class_model_answers_with_its_own_label_names(tmp_path: Path) -> None:
     home = tmp_path / "bentoml"
     export_model(home, ternary_model(tmp_path / "champion"))
@@ -581,6 +588,7 @@ def test_a_three_class_model_answers_with_its_own_label_names(tmp_path: Path) ->
         stop_group(proc, tmp_path / "server.log")
 
 
+@pytest.mark.slow
 def test_sigterm_answers_what_was_accepted_and_exits_within_the_bound(
     bento_home: Path, tmp_path: Path
 ) -> None:
@@ -664,6 +672,7 @@ def transformer_server(
         stop_group(proc, log_dir / "server.log")
 
 
+@pytest.mark.slow
 def test_a_review_gets_the_same_score_alone_in_batches_and_under_load(transformer_server) -> None:
     """The same reviews one request each, inside /predict_batch bodies in other orders and
     company, and as concurrent requests the service batches together: one score each."""
@@ -691,6 +700,7 @@ def test_a_review_gets_the_same_score_alone_in_batches_and_under_load(transforme
     assert spread <= INVARIANCE_BOUND
 
 
+@pytest.mark.slow
 def test_the_service_runs_a_worker_per_core_by_default(bento_home: Path) -> None:
     """Unset, SENTIMENT_WORKERS leaves the count to BentoML's "cpu_count" (the container's
     CPU limit); set, it is taken as given."""

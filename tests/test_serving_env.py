@@ -10,6 +10,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -71,6 +72,7 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@pytest.mark.slow
 def test_the_service_imports_and_scores_with_the_serving_lock_alone(
     tiny_bert: Path,  # noqa: F811
     tmp_path: Path,

@@ -69,6 +69,7 @@ def test_values_are_typed_and_defaults_apply(monkeypatch) -> None:
     assert setting("SENTIMENT_INFERENCE_BACKEND") == "onnx"
 
 
+@pytest.mark.slow
 def test_the_service_refuses_a_bad_value_at_start_in_one_line() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "SENTIMENT_MODEL_BATCH": "-1"}
     done = subprocess.run(

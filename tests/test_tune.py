@@ -62,6 +62,7 @@ def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> None:
     best = tune.run_stage(TUNE)
     assert best["trials"]["complete"] + best["trials"]["pruned"] == 3
@@ -92,6 +93,7 @@ def test_tune_logs_trials_and_writes_a_raw_text_model(tiny_project: Path) -> Non
     assert not any(p.suffix == ".pkl" for p in (tiny_project / "models").rglob("*"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_best_params(tiny_project: Path) -> None:
     params = TUNE | {"n_trials": 6}
     first = search.search(params, f"sqlite:///{tiny_project / 'a.db'}", "s", None, tune.INPUTS)
@@ -100,6 +102,7 @@ def test_same_seed_same_best_params(tiny_project: Path) -> None:
     assert first.best_value == second.best_value
 
 
+@pytest.mark.slow
 def test_rerun_resumes_the_study(tiny_project: Path) -> None:
     storage = f"sqlite:///{tiny_project / 'r.db'}"
     search.search(TUNE, storage, "resume", None, tune.INPUTS)
@@ -123,6 +126,7 @@ def test_code_params_or_data_change_start_a_new_study(tmp_path: Path) -> None:
     assert tracking.code_hash("tune", dvc_file, tmp_path) != before
 
 
+@pytest.mark.slow
 def test_a_timeout_that_cuts_the_search_short_is_recorded(
     tiny_project: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -157,6 +161,7 @@ def test_claim_gives_each_place_once() -> None:
     assert search.claim(trials(TrialState.WAITING, done, done, running), 3, 3) == "wait"
 
 
+@pytest.mark.slow
 def test_a_waiting_trial_fails_a_stale_one_and_takes_its_place(tmp_path: Path) -> None:
     """A trial waiting for an earlier one whose worker died (its heartbeat stopped) fails it
     as stale, queues it again, and runs: the wait does not outlast the grace period."""
@@ -179,6 +184,7 @@ def test_a_waiting_trial_fails_a_stale_one_and_takes_its_place(tmp_path: Path) -
     assert optuna.trial.TrialState.WAITING in states.values()  # queued again
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tiny_project: Path) -> None:
     """Workers join the study by name and stop at its trial total, alone or together.
 
@@ -229,6 +235,7 @@ def test_tune_params_invalidate_tune_but_not_prepare(pipeline_copy: Path) -> Non
     assert "prepare" not in status and "featurize" not in status
 
 
+@pytest.mark.slow
 def test_plots_are_byte_identical_across_processes(tmp_path: Path) -> None:
     """reports/tune/plots is a cached DVC output: importances that tie (two unused params at 0) must
     not be ordered by the process's string hashing, or its md5 changes between runs."""
@@ -253,6 +260,7 @@ save_plots(study, Path(sys.argv[1]))
         assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_rating_target_learns_stars_and_scores_labels(tiny_project: Path) -> None:
     best = tune.run_stage(TUNE | {"target": "rating"})
     meta = json.loads((tiny_project / "models" / "classical" / "meta.json").read_text())

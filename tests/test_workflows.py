@@ -51,6 +51,7 @@ def test_zizmor_finds_nothing_of_high_severity() -> None:
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="PyPI's torch is CPU-only elsewhere")
+@pytest.mark.slow
 def test_make_installs_the_cpu_build_of_the_locked_torch() -> None:
     """On Linux the CPU build comes first from PyTorch's index; the lock then finds torch
     installed (its pin has no local label). TORCH_VARIANT picks another build."""
