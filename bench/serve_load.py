@@ -9,8 +9,8 @@ scoring with torch (what a user would write first; a transformer only, the backe
 nothing to a classical model), the same app on ONNX Runtime, and the BentoML service
 (inference log on, as deployed); with ``--image``, also that serving image run by
 ``docker run`` (`make image`: it serves the model it was built with, so build it from the
-same promoted model; its log goes to a mounted folder). The model is the promoted one (BentoML store
-``sentiment:latest``; run the gate first) or each ``--model-dir``, exported into a temporary
+promoted model; its log goes to a mounted folder). The model is the promoted one (BentoML
+store ``sentiment:latest``; run the gate first) or each ``--model-dir``, exported into a temporary
 BentoML store, so each flavor can be measured as champion. Each concurrency level sends
 single-text ``POST /predict`` requests from closed-loop users for ``--seconds``, then
 reports req/s, p50/p99 latency, errors, the CPU cores used by the server processes and by
@@ -378,6 +378,8 @@ def main() -> None:
         args.servers.append("image")
     elif "image" in args.servers and not args.image:
         parser.error("--servers image needs --image TAG")
+    if args.image and args.model_dir:
+        parser.error("--image serves the model it was built with: leave out --model-dir")
     tags = export_models(args.model_dir) if args.model_dir else ["sentiment:latest"]
     texts, _ = read_split("data/prepared/test.parquet")
     results = [measure(tag, args.servers, args, texts) for tag in tags]
