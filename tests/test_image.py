@@ -88,6 +88,24 @@ def extra_ca() -> str | None:
     return configured if configured and Path(configured).is_file() else None
 
 
+def build(script: str, tag: str, **env: str) -> str:
+    """Run one of deploy/'s build scripts as .ci/run would (the base of this machine, pip's
+    CA bundle), with ``env`` added; its last line (tag, size, time)."""
+    env = {"SENTIMENT_BASE_IMAGE": base_image(), **env}
+    if ca := extra_ca():
+        env["SENTIMENT_EXTRA_CA"] = ca
+    built = subprocess.run(
+        ["bash", script, tag],
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    return built.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def image(engine: None) -> Iterator[str]:
     """``SENTIMENT_TEST_IMAGE`` (the workflow's build, tested before it is pushed), else the
@@ -108,23 +126,7 @@ def built_image() -> Iterator[str]:
             pytest.fail("no sentiment:latest in the BentoML store (make run promotes it)")
         pytest.skip("no sentiment:latest in the BentoML store (make run promotes it)")
     tag = f"sentiment-service:test-{os.getpid()}"
-    env = {
-        **os.environ,
-        "SENTIMENT_BASE_IMAGE": base_image(),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
-    if ca := extra_ca():
-        env["SENTIMENT_EXTRA_CA"] = ca
-    built = subprocess.run(
-        ["bash", "deploy/image/build.sh", tag],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert built.stdout.strip().splitlines()[-1].startswith(f"image: {tag} (")
+    assert build("deploy/image/build.sh", tag).startswith(f"image: {tag} (")
     try:
         yield tag
     finally:

@@ -27,7 +27,7 @@ import pytest
 from sentiment import paths
 from sentiment.params import load_params
 from tests.conftest import BIN, REPO, free_port
-from tests.test_image import base_image, docker, extra_ca, unavailable
+from tests.test_image import build, docker, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 STAND_INS = "sentiment-stand-in:test"
@@ -110,19 +110,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     built = []
     if not official_images_here():
-        env = {**os.environ, "SENTIMENT_BASE_IMAGE": base_image()}
-        if ca := extra_ca():
-            env["SENTIMENT_EXTRA_CA"] = ca
-        proc = subprocess.run(
-            ["bash", "deploy/stand-ins/build.sh", STAND_INS],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        print(proc.stdout.strip().splitlines()[-1])
+        print(build("deploy/stand-ins/build.sh", STAND_INS))
         values["STAND_IN_IMAGE"] = STAND_INS
         built.append(STAND_INS)
     env_file = tmp_path_factory.mktemp("stack") / "stack.env"
@@ -221,19 +209,7 @@ def test_promoted_through_the_stack_served_scraped_and_gone_after_down(
         assert connection.execute("SELECT current_database()").fetchone() == ("optuna",)
 
     # The image of that promotion, started by the stack, serves version 1.
-    env = {"BENTOML_HOME": str(store), "SENTIMENT_BASE_IMAGE": base_image()}
-    if ca := extra_ca():
-        env["SENTIMENT_EXTRA_CA"] = ca
-    proc = subprocess.run(
-        ["bash", "deploy/image/build.sh", stack.values["SENTIMENT_IMAGE"]],
-        cwd=REPO,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout.strip().splitlines()[-1])
+    print(build("deploy/image/build.sh", stack.values["SENTIMENT_IMAGE"], BENTOML_HOME=str(store)))
     stack.compose("up", "--detach")
     service = stack.url("SERVICE")
     ready = wait_for("the service is ready", lambda: httpx.get(f"{service}/readyz").is_success)
