@@ -28,3 +28,13 @@ def test_the_bench_starts(bench: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_the_skops_save_table_is_the_committed_result() -> None:
+    import json
+
+    from bench.skops_save import markdown
+
+    result = json.loads((REPO / "bench" / "skops_save.json").read_text())
+    assert markdown(result) in (REPO / "docs" / "benchmarks.md").read_text()
+    assert [row["terms"] for row in result["rows"]] == [10_000, 100_000, 1_000_000]

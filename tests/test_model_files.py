@@ -148,6 +148,39 @@ def test_drift_reference_projection_loads(tmp_path: Path) -> None:
     assert load_skops(tmp_path / "projection.skops").transform(TEXTS).shape == (len(TEXTS), 5)
 
 
+# Terms that are also keys of skops's schema (and "_stop_words_id", which canonical_skops
+# drops from a vectoriser's own attributes): a vocabulary holding them is data all the same.
+SCHEMA_KEYS = ["file", "__id__", "__loader__", "__class__", "__module__", "content", "type"]
+SCHEMA_KEYS += ["is_json", "key_types", "_stop_words_id"]
+
+
+@pytest.mark.parametrize("char_ngrams", [False, True])
+def test_a_vocabulary_holding_skops_keys_saves_and_loads(char_ngrams: bool, tmp_path: Path) -> None:
+    """ "this file is great" (or "nice profile picture", through its character n-grams) once
+    crashed featurize: the schema walk read the vocabulary's "file" entry as an array file."""
+    texts = ["this file is great", "nice profile picture", "awful shuttle", " ".join(SCHEMA_KEYS)]
+    vectorizer = make_vectorizer(PARAMS["featurize"] | {"char_ngrams": char_ngrams}).fit(texts)
+    save_skops(vectorizer, tmp_path / "vectorizer.skops")
+    loaded = load_skops(tmp_path / "vectorizer.skops")
+    words = loaded.transformer_list[0][1] if char_ngrams else loaded
+    assert set(SCHEMA_KEYS) <= set(words.vocabulary_)
+    assert (loaded.transform(texts) != vectorizer.transform(texts)).nnz == 0
+
+
+@pytest.mark.slow
+def test_a_large_vocabulary_saves_the_same_bytes_and_loads_whole(tmp_path: Path) -> None:
+    """200,000 terms save and load back whole, the same bytes twice, in seconds. The schema
+    walk was quadratic (``list.pop(0)``): here it took minutes, at 1M terms hours.
+    ``python -m bench.skops_save`` times 10k to 1M terms and gives the growth exponent."""
+    from bench.skops_save import large_vectorizer
+
+    vectorizer = large_vectorizer(200_000)
+    save_skops(vectorizer, tmp_path / "a.skops")
+    save_skops(vectorizer, tmp_path / "b.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+    assert load_skops(tmp_path / "a.skops").vocabulary_ == vectorizer.vocabulary_
+
+
 def test_the_allowlist_names_no_function() -> None:
     for name in TRUSTED_TYPES:
         module, _, attr = name.rpartition(".")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import deque
 from pathlib import Path
 from typing import Any
 from zipfile import ZipFile
@@ -106,28 +107,45 @@ def skops_types(path: str | Path) -> set[str]:
 def canonical_skops(data: bytes) -> bytes:
     """A skops archive that depends only on the object: skops names objects and array files
     by ``id()``, which changes from run to run; renumber them in order of appearance, and
-    drop the one scikit-learn attribute that holds an ``id()``."""
+    drop the one scikit-learn attribute that holds an ``id()``.
+
+    The schema is walked breadth-first with a deque, so the walk is linear in its nodes
+    (millions for a large vocabulary). Only skops nodes (dicts with a ``__loader__`` string)
+    are rewritten: a dict's content is keyed by the dict's own keys, so a vocabulary term
+    such as ``file``, ``__id__`` or ``_stop_words_id`` is data, never schema."""
     with ZipFile(io.BytesIO(data)) as archive:
         schema = json.loads(archive.read("schema.json"))
         names = set(archive.namelist())
     ids: dict[int, int] = {}
     files: dict[str, str] = {}
-    pending: list[Any] = [schema]
+    pending: deque[Any] = deque([schema])
     while pending:
-        node = pending.pop(0)
+        node = pending.popleft()
         if isinstance(node, list):
             pending.extend(node)
         elif isinstance(node, dict):
-            # TfidfVectorizer caches id(stop_words) here only to skip a re-check on reuse.
-            node.pop("_stop_words_id", None)
-            if isinstance(node.get("__id__"), int):
-                node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
-            if node.get("file") in names:
-                suffix = Path(node["file"]).suffix
-                node["file"] = files.setdefault(node["file"], f"{len(files) + 1}{suffix}")
+            if isinstance(node.get("__loader__"), str):
+                renumber_node(node, ids, files, names)
             pending.extend(node.values())
     replace = {"schema.json": json.dumps(schema, indent=2).encode()}
     return deterministic_zip(data, rename=files, replace=replace)
+
+
+def renumber_node(
+    node: dict[str, Any], ids: dict[int, int], files: dict[str, str], names: set[str]
+) -> None:
+    """Give one skops node the next object number and array-file name (in place)."""
+    state = node.get("content")
+    if node["__loader__"] == "ObjectNode" and isinstance(state, dict):
+        # TfidfVectorizer caches id(stop_words) here only to skip a re-check on reuse.
+        attributes = state.get("content")
+        if isinstance(attributes, dict):
+            attributes.pop("_stop_words_id", None)
+    if isinstance(node.get("__id__"), int):
+        node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+    file = node.get("file")
+    if isinstance(file, str) and file in names:
+        node["file"] = files.setdefault(file, f"{len(files) + 1}{Path(file).suffix}")
 
 
 def save_skops(obj: Any, path: str | Path) -> None:
