@@ -26,6 +26,11 @@ TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/main.lock)
 TORCH_INDEX   := https://download.pytorch.org/whl/$(TORCH_VARIANT)
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
+# $(call need,VARS,EXAMPLE): a target run without a variable it needs stops with one line
+# naming the missing ones and an example.
+missing = $(strip $(foreach v,$(1),$(if $($(v)),,$(v))))
+need = $(if $(call missing,$(1)),$(error make $@: set $(call missing,$(1)), as in: $(2)))
+
 $(VENV)/.installed: requirements/main.lock | $(BIN)/python
 ifeq ($(shell uname -s),Linux)
 	$(PIP) --no-deps --index-url $(TORCH_INDEX) "torch==$(TORCH_VERSION)+$(TORCH_VARIANT)"
@@ -64,9 +69,13 @@ test-system: $(VENV)/.dev-installed
 # params: every other column (detail metrics, deps) is dropped.
 EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer|evaluate)\.|Experiment$$|Created$$).*
 
-## exp: compare experiments at a glance: headline metrics and the params that differ
+# Shown even where every experiment agrees (--only-changed would hide them right after
+# `make run`): the champion, its test macro-F1 with its 95 % CI, and the gate's decision.
+EXP_KEEP := ^(headline\.champion\.(name|test_macro_f1|test_ci_low|test_ci_high)|gate\.promote)$$
+
+## exp: compare experiments at a glance: the champion's headline, and the metrics and params that differ
 exp: $(VENV)/.installed
-	$(BIN)/dvc exp show --only-changed --drop '$(EXP_COLUMNS)'
+	$(BIN)/dvc exp show --only-changed --drop '$(EXP_COLUMNS)' --keep '$(EXP_KEEP)'
 
 ## serve: serve the promoted model (BentoML store model `sentiment`) on http://127.0.0.1:3000, following promotions
 serve: $(VENV)/.installed
@@ -88,26 +97,29 @@ rollback: $(VENV)/.installed
 
 ## deploy: put registry version VERSION into production, checked (make deploy VERSION=3 REASON="...")
 deploy: $(VENV)/.installed
-	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'make deploy: set VERSION=N and REASON="why"'; exit 1; }
+	$(call need,VERSION REASON,make deploy VERSION=3 REASON="why")
 	$(BIN)/python -m sentiment.registry deploy --version "$(VERSION)" --reason "$(REASON)" $(if $(FORCE),--force)
 
-## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet
+## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT=column]
 score: $(VENV)/.installed
-	$(BIN)/python -m sentiment.scoring --model sentiment:latest --input $(INPUT) --output $(OUTPUT)
+	$(call need,INPUT OUTPUT,make score INPUT=reviews.csv OUTPUT=scored.parquet TEXT="Review text")
+	$(BIN)/python -m sentiment.scoring --model sentiment:latest --input "$(INPUT)" --output "$(OUTPUT)" \
+	  --text-column "$(or $(TEXT),text)"
 
 ## ingest: append new rated reviews to the raw data: make ingest INPUT=new-reviews.csv (then make run)
 ingest: $(VENV)/.installed
-	@test -n "$(INPUT)" || { echo 'make ingest: set INPUT=FILE (CSV, Parquet or JSONL with text and rating)'; exit 1; }
+	$(call need,INPUT,make ingest INPUT=new-reviews.csv (CSV/Parquet/JSONL with text and rating))
 	$(BIN)/python -m sentiment.ingest --input "$(INPUT)"
 
 ## retrain: a drop of new rated reviews to a pushed branch, retrained: make retrain DROP=s3://bucket/new-reviews/week-49
 retrain: $(VENV)/.installed
-	@test -n "$(DROP)" || { echo 'make retrain: set DROP=FOLDER or DROP=s3://bucket/prefix (files with text and rating)'; exit 1; }
+	$(call need,DROP,make retrain DROP=s3://bucket/new-reviews/week-49 (or a folder))
 	$(BIN)/python -m sentiment.retrain --drop "$(DROP)"
 
 ## drift: test an inference log for drift: make drift LOG=inference-log/predictions.jsonl
 drift: $(VENV)/.installed
-	$(BIN)/python -m sentiment.monitoring --current $(LOG)
+	$(call need,LOG,make drift LOG=inference-log/predictions.jsonl)
+	$(BIN)/python -m sentiment.monitoring --current "$(LOG)"
 
 ## report: the pull-request report (base revision vs workspace) as report.md
 report: $(VENV)/.installed
