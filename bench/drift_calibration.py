@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sentiment import paths
-from sentiment.data.splits import map_labels
+from sentiment.data.dataset import load_dataset
 from sentiment.evaluation.behaviour import SENTIMENT_WORD, swap_antonyms
 from sentiment.fileio import read_split
 from sentiment.models.predictor import load_predictor
@@ -46,15 +46,15 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params("drift")
     predictor = load_predictor(paths.CHAMPION)
-    traffic = raw_traffic(paths.RAW_REVIEWS)
+    traffic = raw_traffic(load_dataset())
     rows = traffic["text"].tolist()
     reference, held_idx = build_reference(rows, predictor, params, params["holdout_rows"])
     detector = DriftDetector(reference, predictor, params)
     held = [rows[i] for i in held_idx]
-    held_y = map_labels(traffic["rating"].iloc[held_idx], "binary").to_numpy()
+    held_y = traffic["label"].iloc[held_idx].to_numpy()
     print(f"held-out rows: {len(held)} ({len(set(held))} distinct texts)")
 
-    sets = {"held_out": held, **{n: read_split(p)[0] for n, p in paths.OOD_SETS.items()}}
+    sets = {"held_out": held, **{n: read_split(p)[0] for n, p in paths.ood_sets().items()}}
     sets["format_change"] = [f"{t}READ MORE" for t in held]
     sets["phrase"] = [f"{t} {PHRASE}" for t in held]
     sets["antonyms"] = [swap_antonyms(t) for t in held if SENTIMENT_WORD.search(t)]
@@ -90,7 +90,7 @@ def main() -> None:
 
         found: dict[str, Callable[[int], dict]] = {
             name: lambda s, name=name: run(name, draw(len(sets[name])), s)
-            for name in paths.OOD_SETS
+            for name in paths.ood_sets()
         }
         if len(negatives) >= n // 2:
             found["label_shift_50pct_negative"] = lambda s: run(

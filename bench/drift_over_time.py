@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment import paths
+from sentiment.data.dataset import load_dataset
 from sentiment.models.predictor import load_predictor
 from sentiment.monitoring.detector import DriftDetector
 from sentiment.monitoring.reference import build_reference, raw_traffic
@@ -32,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params("drift")
     predictor = load_predictor(paths.CHAMPION)
-    traffic = raw_traffic(paths.RAW_REVIEWS)
+    traffic = raw_traffic(load_dataset())
     traffic["when"] = pd.to_datetime(traffic["month"], format="%b %Y", errors="coerce")
     dated = traffic.dropna(subset=["when"]).sort_values("when", kind="stable")
     dated["quarter"] = dated["when"].dt.to_period("Q").astype(str)

@@ -82,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ray-hosts-") as name:
         folder = Path(name)
         source = folder / "reviews.parquet"
-        texts = pd.read_csv("data/raw/reviews.csv", usecols=[COLUMN])[COLUMN]
+        texts = pd.read_csv("data/raw/flipkart/reviews.csv", usecols=[COLUMN])[COLUMN]
         texts.sample(args.rows, replace=True, random_state=0).to_frame().to_parquet(source)
         runs = {"one process": lambda: one_process(args.model, source, folder / "one.parquet")}
         for n in args.workers:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-RAW = Path("data/raw/reviews.csv")
+RAW = Path("data/raw/flipkart/reviews.csv")
 COLUMN = "Review text"
 
 

@@ -4,6 +4,7 @@ the section defines, so a misspelt key fails instead of running with the old val
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,7 @@ from sentiment.paths import PARAMS_FILE
 
 # The keys of each section (docs/configuration.md says what each one does).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "prepare": (
-        "label_scheme",
-        "test_size",
-        "seed",
-        "val_size",
-        "reference_rows",
-        "max_quarantine_share",
-    ),
+    "prepare": ("test_size", "seed", "val_size", "max_quarantine_share"),
     "featurize": (
         "emoji",
         "stem",
@@ -106,10 +100,31 @@ def unknown_keys(section: str, values: dict[str, Any]) -> list[str]:
     return problems
 
 
+def read_params_file(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params file, parsed (an empty file is no params)."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def dvc_stages(dvc_file: str | Path = "dvc.yaml") -> dict[str, Any]:
+    """dvc.yaml's stages with its ``${key}`` templates filled from the params.yaml beside it,
+    as DVC fills them (``data/raw/${dataset}`` -> ``data/raw/flipkart``)."""
+    dvc_file = Path(dvc_file)
+    text = dvc_file.read_text()
+
+    def value(match: re.Match) -> str:
+        found: Any = read_params_file(dvc_file.parent / PARAMS_FILE.name)
+        for part in match[1].split("."):
+            found = found[part]
+        return str(found)
+
+    text = re.sub(r"\$\{\s*([\w.]+)\s*\}", value, text)
+    return yaml.safe_load(text)["stages"]
+
+
 def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """Return one section of params.yaml, refusing keys the section does not define."""
-    with open(path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh) or {}
+    params = read_params_file(path)
     if not isinstance(params.get(section), dict):
         raise ParamsError(f"{path}: no '{section}:' section")
     if section in SECTIONS and (problems := unknown_keys(section, params[section])):

@@ -13,19 +13,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = Path("params.yaml")
 
-# data/: raw (DVC-tracked, from the remote) and prepared
+# data/: raw (DVC-tracked, from the remote; data/raw/<dataset>/ holds each declared dataset's
+# files, sentiment/data/dataset.py reads them) and prepared
 RAW = Path("data/raw")
-RAW_REVIEWS = RAW / "reviews.csv"
-RAW_OOD = {  # the UCI sentiment sentences, only ever used as out-of-distribution sets
-    "amazon": RAW / "amazon_cells_labelled.txt",
-    "imdb": RAW / "imdb_labelled.txt",
-    "yelp": RAW / "yelp_labelled.txt",
-}
 PREPARED = Path("data/prepared")
 SPLITS = {name: PREPARED / f"{name}.parquet" for name in ("train", "val", "test")}
 QUARANTINE = PREPARED / "quarantine.parquet"
 OOD_DIR = PREPARED / "ood"
-OOD_SETS = {f"ood_{name}": OOD_DIR / f"{name}.parquet" for name in RAW_OOD}
 PREPARE_STATS = PREPARED / "stats.json"
 FEATURES = Path("data/features")
 
@@ -58,6 +52,12 @@ DRIFT_VERDICTS = REPORTS / "drift" / "verdicts.json"
 DRIFT_REPORT = REPORTS / "drift" / "report.json"
 DRIFT_REFERENCE_RULES = REPORTS / "drift" / "reference.rules.yml"  # Prometheus recording rules
 DRIFT_CURRENT = Path("reports/drift-current/report.json")  # drift on an inference log (local)
+
+
+def ood_sets(ood_dir: Path = OOD_DIR) -> dict[str, Path]:
+    """The out-of-domain sets prepare wrote (those its dataset declares), ``ood_<name>``."""
+    return {f"ood_{path.stem}": path for path in sorted(ood_dir.glob("*.parquet"))}
+
 
 # Paths of commands, not of the pipeline: DVC neither tracks nor declares them.
 NOT_DVC_OUTPUTS = (PRODUCTION_DIR, DRIFT_CURRENT)

@@ -26,13 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import psutil
-import yaml
 from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from sentiment.params import dvc_stages, read_params_file
 from sentiment.paths import REPO_ROOT
 from sentiment.settings import setting
 
@@ -130,9 +130,9 @@ def dvc_md5(path: str | Path) -> str:
 
 def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str], dict]:
     """Data dependencies (code excluded) and params a stage declares in dvc.yaml."""
-    spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
+    spec = dvc_stages(dvc_file)[stage]
     deps = [d for d in spec.get("deps", []) if not d.endswith(CODE_SUFFIXES)]
-    params_file = yaml.safe_load((dvc_file.parent / "params.yaml").read_text())
+    params_file = read_params_file(dvc_file.parent / "params.yaml")
     used: dict[str, Any] = {}
     for entry in spec.get("params", []):
         keys = entry if isinstance(entry, str) else next(iter(entry.values()))
@@ -147,7 +147,7 @@ def stage_spec(stage: str, dvc_file: Path = Path("dvc.yaml")) -> tuple[list[str]
 def code_hash(stage: str, dvc_file: Path = Path("dvc.yaml"), root: Path = REPO_ROOT) -> str:
     """A short hash of the code a stage declares (its ``.py`` and ``.lock`` deps in dvc.yaml),
     read from ``root``, the code that runs."""
-    spec = yaml.safe_load(dvc_file.read_text())["stages"][stage]
+    spec = dvc_stages(dvc_file)[stage]
     sha = hashlib.sha256()
     for dep in sorted(d for d in spec.get("deps", []) if d.endswith(CODE_SUFFIXES)):
         sha.update(dep.encode() + b"\0" + (root / dep).read_bytes() + b"\0")

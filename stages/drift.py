@@ -26,6 +26,7 @@ import numpy as np
 
 from sentiment import paths
 from sentiment.cli import entry_point, no_options
+from sentiment.data.dataset import load_dataset
 from sentiment.fileio import read_split, write_json
 from sentiment.headlines import stage_line
 from sentiment.models.predictor import load_predictor
@@ -44,7 +45,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
 
     with stage_run("drift"):
         predictor = load_predictor(paths.CHAMPION)
-        rows = raw_traffic(paths.RAW_REVIEWS)["text"].tolist()
+        rows = raw_traffic(load_dataset())["text"].tolist()
         reference, held = build_reference(rows, predictor, params, params["holdout_rows"])
         reference.save(paths.DRIFT_REFERENCE)
         figures = reference_figures(predictor, reference.texts)
@@ -53,7 +54,9 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         rng = np.random.default_rng(params["seed"])
         results = {}
         held_out = [rows[i] for i in held]
-        current = {"held_out": held_out} | {n: read_split(p)[0] for n, p in paths.OOD_SETS.items()}
+        current = {"held_out": held_out} | {
+            n: read_split(p)[0] for n, p in paths.ood_sets(paths.OOD_DIR).items()
+        }
         for name, texts in current.items():
             if len(texts) > params["window_size"]:
                 texts = [

@@ -33,7 +33,7 @@ from sentiment.tracking import log_key_metrics, log_numeric_metrics, stage_run
 def evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """All metrics (the ``reports/evaluate/metrics.json`` content) and the test probabilities."""
     data = {split: read_split(paths.SPLITS[split]) for split in ("val", "test")}
-    data |= {name: read_split(path) for name, path in paths.OOD_SETS.items()}
+    data |= {name: read_split(path) for name, path in paths.ood_sets(paths.OOD_DIR).items()}
     data["test_unseen"] = unseen(data["test"], read_split(paths.SPLITS["train"])[0])
     members = {"classical": paths.CLASSICAL, "transformer": paths.TRANSFORMER}
     return evaluate_candidates(data, members, params)

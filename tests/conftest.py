@@ -24,8 +24,8 @@ from sentiment.settings import setting
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 BIN = Path(sys.executable).parent
-RAW_DATA = [
-    f"data/raw/{name}"
+RAW_DATA = [  # the default dataset's files
+    f"data/raw/flipkart/{name}"
     for name in (
         "reviews.csv",
         "amazon_cells_labelled.txt",
@@ -145,8 +145,9 @@ def pulled_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def raw_data(pulled_copy: Path) -> Path:
-    """The pulled ``data/raw`` directory (read only: the pipeline copy shares it)."""
-    return pulled_copy / "data" / "raw"
+    """The pulled ``data/raw/flipkart`` directory, the default dataset's files (read only:
+    the pipeline copy shares it)."""
+    return pulled_copy / "data" / "raw" / "flipkart"
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +158,24 @@ def pipeline_copy(pulled_copy: Path) -> Path:
     sh(pulled_copy, "dvc", "pull", "--allow-missing", "-q")  # cached outputs, where pushed
     sh(pulled_copy, "dvc", "repro", "-f", "prepare", "featurize")
     return pulled_copy
+
+
+def flipkart(raw_data: Path):
+    """The default dataset's declaration, reading its files from ``raw_data``."""
+    from dataclasses import replace
+
+    from sentiment.data.dataset import load_dataset
+
+    dataset = load_dataset(REPO / "params.yaml")
+    return replace(dataset, folder=raw_data, ood=[replace(t, folder=raw_data) for t in dataset.ood])
+
+
+def ood_set(raw_data: Path, name: str):
+    """One of the default dataset's out-of-domain sets, read as prepare reads it."""
+    from stages.prepare import read_ood
+
+    dataset = flipkart(raw_data)
+    return read_ood(dataset.ood[dataset.ood_names.index(name)], dataset.classes)
 
 
 def free_port() -> int:

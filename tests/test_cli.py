@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sentiment.cli import entry_point
-from sentiment.params import load_params
+from sentiment.params import dvc_stages, load_params
 from tests.conftest import BIN, REPO, copy_project, project_env
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = dvc_stages(REPO / "dvc.yaml")
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -36,8 +35,8 @@ def test_a_missing_param_is_named_with_its_file_and_section(tmp_path: Path) -> N
     path = tmp_path / "params.yaml"
     path.write_text("prepare:\n  seed: 1\n")
     params = load_params("prepare", path)
-    with pytest.raises(ValueError, match=r"params\.yaml: prepare: no 'label_scheme'"):
-        params["label_scheme"]
+    with pytest.raises(ValueError, match=r"params\.yaml: prepare: no 'test_size'"):
+        params["test_size"]
     with pytest.raises(ValueError, match=r"params\.yaml: no 'tune:' section"):
         load_params("tune", path)
 

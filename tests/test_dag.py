@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from sentiment.params import dvc_stages
 from sentiment.tracking import CODE_SUFFIXES
 from tests.conftest import REPO, copy_project, sh
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = dvc_stages(REPO / "dvc.yaml")
 PACKAGE = "sentiment"  # the library the stages import
 # Imported by every stage, deciding none of their outputs: the environment variables'
 # declarations (DVC cannot track their values either) and the headline lines the stages

@@ -18,14 +18,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from sentiment import paths, settings
-from sentiment.data.splits import read_ood, read_raw, to_prepared
 from sentiment.evaluation.behaviour import ANTONYMS, swap_antonyms
 from sentiment.models.predictor import load_predictor, save_classical
 from sentiment.monitoring import __main__ as drift_log
 from sentiment.monitoring import detector, logs, statistics
 from sentiment.monitoring import reference as references
 from sentiment.monitoring import report as reports
-from tests.conftest import REPO
+from tests.conftest import REPO, flipkart, ood_set
 
 PARAMS = {
     "reference_size": 600,
@@ -42,9 +41,8 @@ PARAMS = {
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> dict:
     """Real Flipkart reviews at natural multiplicity: a reference sample, a held-out pool."""
-    raw_csv = raw_data / "reviews.csv"
-    raw = read_raw(raw_csv).dropna(subset=["Review text"]).drop_duplicates(subset=["Review text"])
-    train = to_prepared(raw, "binary").sample(frac=1, random_state=0).iloc[:3000]
+    traffic = references.raw_traffic(flipkart(raw_data))
+    train = traffic.drop_duplicates("text").sample(frac=1, random_state=0).iloc[:3000]
     model_dir = tmp_path_factory.mktemp("model") / "champion"
     pipeline = Pipeline(
         [("features", TfidfVectorizer()), ("classifier", LogisticRegression(max_iter=1000))]
@@ -56,9 +54,9 @@ def setting(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> dict:
     )
     predictor = load_predictor(model_dir)
     # Reviews as traffic brings them: every raw row, repeats included.
-    rows = references.raw_traffic(raw_csv)["text"].tolist()
+    rows = traffic["text"].tolist()
     reference, held = references.build_reference(rows, predictor, PARAMS, holdout=2500)
-    imdb = read_ood(raw_data / "imdb_labelled.txt", "binary")
+    imdb = ood_set(raw_data, "imdb")
     return {
         "detector": detector.DriftDetector(reference, predictor, PARAMS),
         "reference": reference,

@@ -14,25 +14,29 @@ import pandas as pd
 import pytest
 import yaml
 
-from sentiment.data.splits import RATING, TEXT, DataValidationError, read_ood
+from sentiment.data.splits import DataValidationError
 from sentiment.data.text import clean_text
 from sentiment.ingest import ingest
 from sentiment.tracking import dvc_md5
-from tests.conftest import RAW_DATA, REPO, copy_project, project_env, sh
+from tests.conftest import RAW_DATA, REPO, copy_project, ood_set, project_env, sh
 from tests.test_prepare import check_growth, write_raw
 from tests.test_score import write_frame
+
+TEXT, RATING = "Review text", "Ratings"  # the default dataset's columns
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A DVC project whose data/raw/reviews.csv (60 rows) is tracked, with a desc and meta."""
+    """A DVC project whose data/raw/flipkart/reviews.csv (60 rows) is tracked, with a desc
+    and meta, and the repository's params.yaml (which declares it)."""
     root = tmp_path / "project"
-    (root / "data" / "raw").mkdir(parents=True)
+    (root / "data" / "raw" / "flipkart").mkdir(parents=True)
+    (root / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     sh(root, "dvc", "init", "-q")
-    raw = write_raw(root / "data" / "raw" / "reviews.csv", n=60)
+    raw = write_raw(root / "data" / "raw" / "flipkart" / "reviews.csv", n=60)
     sh(root, "dvc", "add", "-q", str(raw))
-    dvc_file = root / "data" / "raw" / "reviews.csv.dvc"
+    dvc_file = raw.parent / "reviews.csv.dvc"
     record = yaml.safe_load(dvc_file.read_text())
     record["outs"][0] |= {"desc": "Flipkart reviews", "meta": {"licence": "MIT"}}
     dvc_file.write_text(yaml.safe_dump(record))
@@ -54,7 +58,7 @@ def rated(n: int, start: int = 0) -> pd.DataFrame:
 def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     project: Path, tmp_path: Path, suffix: str
 ) -> None:
-    raw = project / "data" / "raw" / "reviews.csv"
+    raw = project / "data" / "raw" / "flipkart" / "reviews.csv"
     before = raw.read_bytes()
     summary = ingest(write_frame(rated(30), tmp_path / f"new{suffix}"), raw)
     assert summary == {
@@ -68,7 +72,7 @@ def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
     grown = pd.read_csv(raw)
     assert grown[TEXT].iloc[60:].tolist() == rated(30)["text"].tolist()
     assert grown[RATING].iloc[60:].tolist() == rated(30)["rating"].tolist()
-    assert grown["Review Title"].iloc[60:].eq("from the shop").all()
+    assert grown["Review Title"].iloc[60:].isna().all()  # not declared: not taken in
     assert grown["Reviewer Name"].iloc[60:].isna().all()  # no personal data taken in
     [out] = yaml.safe_load((raw.parent / "reviews.csv.dvc").read_text())["outs"]
     assert out["md5"] == dvc_md5(raw) and out["size"] == raw.stat().st_size
@@ -81,7 +85,7 @@ def test_rows_are_appended_after_the_unchanged_bytes_and_recorded(
 
 @pytest.mark.slow
 def test_a_file_with_a_bad_row_is_refused_whole(project: Path, tmp_path: Path) -> None:
-    raw = project / "data" / "raw" / "reviews.csv"
+    raw = project / "data" / "raw" / "flipkart" / "reviews.csv"
     dvc_file = raw.parent / "reviews.csv.dvc"
     before, record = raw.read_bytes(), dvc_file.read_bytes()
     bad = rated(20)
@@ -112,7 +116,7 @@ def test_a_file_with_a_bad_row_is_refused_whole(project: Path, tmp_path: Path) -
 def test_an_unreadable_input_is_one_line(
     project: Path, tmp_path: Path, name: str, content: str, message: str
 ) -> None:
-    raw = project / "data" / "raw" / "reviews.csv"
+    raw = project / "data" / "raw" / "flipkart" / "reviews.csv"
     before = raw.read_bytes()
     (tmp_path / name).write_text(content)
     with pytest.raises(DataValidationError, match=message):
@@ -122,7 +126,7 @@ def test_an_unreadable_input_is_one_line(
 
 @pytest.mark.slow
 def test_a_failed_dvc_record_puts_the_old_file_back(project: Path, tmp_path: Path) -> None:
-    raw = project / "data" / "raw" / "reviews.csv"
+    raw = project / "data" / "raw" / "flipkart" / "reviews.csv"
     before = raw.read_bytes()
     (raw.parent / "reviews.csv.dvc").unlink()  # nothing to commit to: DVC refuses
     with pytest.raises(Exception, match=r"reviews\.csv\.dvc"):
@@ -140,8 +144,9 @@ def test_the_command_prints_one_line_and_fails_in_one(project: Path, tmp_path: P
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == (
-        "ingest: 4 rows appended to data/raw/reviews.csv (60 -> 64 rows; 0 repeat a review "
-        "already there, prepare keeps the first); data/raw/reviews.csv.dvc updated: "
+        "ingest: 4 rows appended to data/raw/flipkart/reviews.csv (60 -> 64 rows; 0 repeat a "
+        "review already there, prepare keeps the first); data/raw/flipkart/reviews.csv.dvc "
+        "updated: "
         "`make run` retrains and gates"
     )
     failed = subprocess.run(
@@ -192,7 +197,7 @@ def test_ingested_reviews_reach_the_gate_on_the_grown_split(
         shutil.copy(root / "data" / "prepared" / f"{name}.parquet", before)
     old_test = pd.read_parquet(before / "test.parquet")
 
-    amazon = read_ood(raw_data / "amazon_cells_labelled.txt", "binary")
+    amazon = ood_set(raw_data, "amazon_cells")
     amazon = amazon.drop_duplicates("text").head(200)
     earlier = [
         f"  {text}READ MORE"  # spelt apart from the earlier row, cleaned to its text

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentiment.params import SECTIONS, ParamsError, load_params, unknown_keys
+from sentiment.params import SECTIONS, ParamsError, dvc_stages, load_params, unknown_keys
 from tests.conftest import REPO, copy_project, project_env
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = dvc_stages(REPO / "dvc.yaml")
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 # One plausible typo per stage, and the key it should have been.
 TYPOS = {
@@ -28,7 +28,7 @@ TYPOS = {
 
 
 def test_every_section_defines_exactly_the_keys_params_yaml_has() -> None:
-    assert set(SECTIONS) == set(PARAMS) == set(STAGES)
+    assert set(SECTIONS) == set(PARAMS) - {"dataset", "datasets"} == set(STAGES)
     for section, keys in SECTIONS.items():
         assert sorted(keys) == sorted(PARAMS[section]), section
 
@@ -125,3 +125,20 @@ def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, s
     assert f"Could not override '{stage}.{typo}'" in exp_run(f"{stage}.{typo}=1").stderr
     added = exp_run(f"+{stage}.{typo}=1")
     assert f"{stage}.{typo}: did you mean {meant}?" in added.stdout + added.stderr
+
+
+@pytest.mark.slow
+def test_a_misspelt_dataset_key_fails_prepare_through_dvc_exp_run(typo_project: Path) -> None:
+    """The dataset's declaration is checked as a section is: ``-S +datasets.flipkart.txt``
+    stops prepare with the nearest valid key."""
+    proc = subprocess.run(
+        ["dvc", "exp", "run", "--single-item", "-S", "+datasets.flipkart.txt=x", "prepare"],
+        cwd=typo_project,
+        env=project_env(typo_project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=typo_project, check=True)
+    assert proc.returncode != 0
+    assert "datasets.flipkart.txt: did you mean text?" in proc.stdout + proc.stderr

@@ -8,12 +8,13 @@ import re
 from pathlib import Path, PurePosixPath
 
 import pytest
-import yaml
 
 from sentiment import paths
+from sentiment.data.dataset import load_dataset
+from sentiment.params import dvc_stages
 from tests.conftest import REPO
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = dvc_stages(REPO / "dvc.yaml")
 CODE = (".py", ".lock")
 
 
@@ -36,9 +37,11 @@ def flatten(value: object) -> set[str]:
 
 def referenced(module: Path) -> set[str]:
     """The paths a module takes from ``sentiment.paths``: ``paths.NAME``, or one entry of a
-    mapping, ``paths.NAME["key"]``."""
+    mapping, ``paths.NAME["key"]``; and the dataset's folder where it calls ``load_dataset``."""
     tree = ast.parse(module.read_text())
     used = set()
+    if any(isinstance(n, ast.Name) and n.id == "load_dataset" for n in ast.walk(tree)):
+        used.add((paths.RAW / load_dataset(REPO / "params.yaml").name).as_posix())
     subscripted = set()
     for node in ast.walk(tree):
         if (

@@ -1,13 +1,13 @@
-"""prepare: label mapping, validation, quarantine, personal data and the reference split."""
+"""prepare: the declared dataset read, labelled, validated, quarantined and split."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,30 +16,28 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from sentiment.cli import entry_point
-from sentiment.data.splits import (
-    OOD_FILES,
-    PERSONAL_COLUMNS,
-    RATING,
-    TEXT,
-    DataValidationError,
-    assign_appended,
-    hash_split,
-    map_labels,
-    read_raw,
-)
+from sentiment.data.dataset import Dataset, class_ids, load_dataset
+from sentiment.data.splits import DataValidationError, assign_appended, hash_split
 from sentiment.data.text import clean_text
 from stages.prepare import main as prepare_main
 from stages.prepare import prepare
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_project, sh
 
-PARAMS = {
-    "label_scheme": "binary",
-    "test_size": 0.3,
-    "seed": 42,
-    "val_size": 0.15,
-    "reference_rows": 60,
-    "max_quarantine_share": 0.05,
-}
+PARAMS = {"test_size": 0.3, "seed": 42, "val_size": 0.15, "max_quarantine_share": 0.05}
+TEXT, RATING = "Review text", "Ratings"  # the default dataset's columns
+PERSONAL_COLUMNS = ("Reviewer Name", "Place of Review")
+UCI = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
+
+
+def flipkart(folder: Path, **changes) -> Dataset:
+    """The default declaration, reading ``folder``, with 60 reference rows unless changed."""
+    dataset = load_dataset(REPO / "params.yaml")
+    ood = [replace(table, folder=folder) for table in dataset.ood]
+    return (
+        replace(dataset, folder=folder, ood=ood, reference_rows=60)
+        if not changes
+        else (replace(replace(dataset, folder=folder, ood=ood, reference_rows=60), **changes))
+    )
 
 
 def write_raw(path: Path, n: int = 60, bad: dict[int, dict] | None = None) -> Path:
@@ -56,57 +54,64 @@ def write_raw(path: Path, n: int = 60, bad: dict[int, dict] | None = None) -> Pa
     ]
     for i, change in (bad or {}).items():
         rows[i].update(change)
+    path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
 
 def write_ood(directory: Path) -> Path:
-    directory.mkdir(exist_ok=True)
-    for filename in OOD_FILES.values():
+    directory.mkdir(parents=True, exist_ok=True)
+    for filename in UCI:
         with open(directory / filename, "w") as fh:
             fh.write('Great "phone" , works.\t1\nTerrible battery.  \t0\n')
     return directory
 
 
+def flipkart_folder(tmp_path: Path, n: int = 60, bad: dict | None = None) -> Path:
+    """A folder with Flipkart-shaped reviews and the three UCI files."""
+    folder = write_ood(tmp_path / "raw")
+    write_raw(folder / "reviews.csv", n, bad)
+    return folder
+
+
 @pytest.mark.parametrize(
-    ("scheme", "expected"), [("binary", [0, 0, 1, 1, 1]), ("ternary", [0, 0, 1, 2, 2])]
+    ("bins", "expected"),
+    [([1, 3, 5], [0, 0, 1, 1, 1]), ([1, 3, 4, 5], [0, 0, 1, 2, 2])],
 )
-def test_map_labels(scheme: str, expected: list[int]) -> None:
-    assert map_labels(pd.Series([1, 2, 3, 4, 5]), scheme).tolist() == expected
+def test_rating_bins_give_the_classes(tmp_path: Path, bins: list, expected: list[int]) -> None:
+    classes = ("negative", "positive") if len(bins) == 3 else ("negative", "neutral", "positive")
+    table = flipkart(tmp_path, rating_bins=tuple(bins), classes=classes)
+    frame = pd.DataFrame({RATING: ["1", "2", "3", "4", "5"]})
+    assert class_ids(table, frame, classes).tolist() == expected
 
 
-def test_map_labels_rejects_unknown_scheme() -> None:
-    with pytest.raises(ValueError, match="label_scheme"):
-        map_labels(pd.Series([1]), "five-star")
-
-
-def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
-    path = tmp_path / "reviews.csv"
-    pd.DataFrame({"Review text": ["ok"]}).to_csv(path, index=False)
-    with pytest.raises(DataValidationError, match=r"reviews\.csv.*'Ratings'"):
-        read_raw(path)
+def test_missing_column_names_file_column_and_the_nearest(tmp_path: Path) -> None:
+    folder = flipkart_folder(tmp_path)
+    frame = pd.read_csv(folder / "reviews.csv").rename(columns={RATING: "Rating"})
+    frame.to_csv(folder / "reviews.csv", index=False)
+    with pytest.raises(DataValidationError) as refused:
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
+    assert re.fullmatch(
+        r".*reviews\.csv: no column 'Ratings' \(datasets\.flipkart; it has \[.*'Rating'\]\); "
+        r"did you mean 'Rating'\?",
+        str(refused.value),
+    )
 
 
 def test_unreadable_file_names_file(tmp_path: Path) -> None:
-    path = tmp_path / "reviews.csv"
-    path.write_bytes(b'"Review text",Ratings\n"unterminated,5\n')
-    with pytest.raises(DataValidationError, match=r"reviews\.csv: cannot read"):
-        read_raw(path)
-    with pytest.raises(DataValidationError, match=r"absent\.csv: no such file"):
-        read_raw(tmp_path / "absent.csv")
+    folder = flipkart_folder(tmp_path)
+    (folder / "reviews.csv").write_bytes(b"")
+    with pytest.raises(DataValidationError, match=r"reviews\.csv: empty file"):
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
+    (folder / "reviews.csv").unlink()
+    with pytest.raises(DataValidationError, match=r"reviews\.csv: no such file"):
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
 
 
 def test_bad_rows_are_quarantined_by_reason(tmp_path: Path) -> None:
-    raw = write_raw(
-        tmp_path / "reviews.csv",
-        n=200,
-        bad={
-            0: {"Ratings": 7},
-            1: {"Review text": None},
-            2: {"Review text": "READ MORE"},
-        },
-    )
-    stats = prepare(raw, write_ood(tmp_path / "ood"), tmp_path / "out", PARAMS)
+    bad = {0: {"Ratings": "five"}, 1: {"Review text": None}, 2: {"Review text": "READ MORE"}}
+    folder = flipkart_folder(tmp_path, n=200, bad=bad)
+    stats = prepare(flipkart(folder), tmp_path / "out", PARAMS)
     assert stats["quarantined"] == {
         "total": 3,
         "share": 0.015,
@@ -116,26 +121,26 @@ def test_bad_rows_are_quarantined_by_reason(tmp_path: Path) -> None:
     }
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
     assert sorted(quarantine["reason"]) == ["bad_rating", "empty_text", "missing_text"]
+    assert list(quarantine.columns) == [TEXT, RATING, "Month", "reason"]  # declared ones only
     assert sum(stats["rows"].values()) == 197
 
 
 def test_too_many_bad_rows_fail_the_stage(tmp_path: Path) -> None:
-    bad = {i: {"Ratings": 0} for i in range(10)}
-    raw = write_raw(tmp_path / "reviews.csv", n=100, bad=bad)
+    folder = flipkart_folder(tmp_path, n=100, bad={i: {"Ratings": "none"} for i in range(10)})
     with pytest.raises(DataValidationError, match=r"10\.0% of rows quarantined"):
-        prepare(raw, write_ood(tmp_path / "ood"), tmp_path / "out", PARAMS)
-    assert not (tmp_path / "out" / "train.parquet").exists()
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
+    assert not (tmp_path / "out").exists()
 
 
-def test_outputs_are_clean_and_ternary_is_supported(tmp_path: Path) -> None:
-    raw = write_raw(tmp_path / "reviews.csv", n=120, bad={5: {"Ratings": 3}, 7: {"Ratings": 3}})
-    stats = prepare(
-        raw, write_ood(tmp_path / "ood"), tmp_path / "out", PARAMS | {"label_scheme": "ternary"}
-    )
+def test_outputs_are_clean_and_three_classes_are_supported(tmp_path: Path) -> None:
+    folder = flipkart_folder(tmp_path, n=120, bad={i: {"Ratings": 3} for i in range(1, 40, 4)})
+    classes = ("negative", "neutral", "positive")
+    dataset = flipkart(folder, rating_bins=(1, 3, 4, 5), classes=classes)
+    stats = prepare(dataset, tmp_path / "out", PARAMS)
     train = pd.read_parquet(tmp_path / "out" / "train.parquet")
     assert not train["text"].str.contains("READ MORE").any()
     assert set(train["label"]) <= {0, 1, 2}
-    assert stats["label_scheme"] == "ternary"
+    assert stats["classes"] == list(classes) and stats["dataset"] == "flipkart"
     ood = pd.read_parquet(tmp_path / "out" / "ood" / "amazon.parquet")
     assert ood.to_dict("list") == {
         "text": ['Great "phone" , works.', "Terrible battery."],
@@ -143,17 +148,20 @@ def test_outputs_are_clean_and_ternary_is_supported(tmp_path: Path) -> None:
     }
 
 
-def test_malformed_ood_file_is_named(tmp_path: Path) -> None:
-    ood = write_ood(tmp_path / "ood")
-    with open(ood / OOD_FILES["imdb"], "w", newline="") as fh:
-        csv.writer(fh, delimiter="\t").writerow(["no label here", "positive"])
-    raw = write_raw(tmp_path / "reviews.csv")
-    with pytest.raises(DataValidationError, match=r"imdb_labelled\.txt.*'label'"):
-        prepare(raw, ood, tmp_path / "out", PARAMS)
+def test_an_ood_label_outside_its_values_is_named(tmp_path: Path) -> None:
+    folder = flipkart_folder(tmp_path)
+    (folder / "imdb_labelled.txt").write_text("no label here\tpositive\nfine\t1\n")
+    with pytest.raises(DataValidationError) as refused:
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
+    assert str(refused.value).endswith(
+        "imdb_labelled.txt: 1 rows have a 'label' value outside "
+        "datasets.flipkart.ood[1].label_values (e.g. 'positive')"
+    )
 
 
 def damage(raw: Path, ood: Path, params: dict, case: str) -> None:
     """Break one input of a prepare run the way a newcomer might."""
+    declared = params["datasets"]["flipkart"]
     if case == "empty file":
         raw.write_bytes(b"")
     elif case == "header only":
@@ -164,22 +172,28 @@ def damage(raw: Path, ood: Path, params: dict, case: str) -> None:
         raw.write_bytes(raw.read_bytes().replace(b"good", b"g\xff\xfeod", 1))
     elif case == "all ratings invalid":
         pd.read_csv(raw).assign(Ratings="five").to_csv(raw, index=False)
+    elif case == "a rating outside the bins":
+        pd.read_csv(raw).assign(Ratings=[7, 0, 6] + [5] * 57).to_csv(raw, index=False)
     elif case == "missing out-of-domain file":
-        (ood / OOD_FILES["yelp"]).unlink()
-    elif case == "unknown label scheme":
-        params["label_scheme"] = "five-star"
+        (ood / UCI[2]).unlink()
+    elif case == "bins that do not fit the classes":
+        declared["rating_bins"] = [1, 5]
+    elif case == "a misspelt dataset key":
+        declared["txt"] = declared.pop("text")
+    elif case == "an undeclared dataset":
+        params["dataset"] = "flipkrt"
 
 
 def damaged_project(root: Path, case: str) -> Path:
     """A project directory whose prepare inputs are broken by ``case``, with an earlier
     run's output in place; returns that output."""
-    raw_dir = root / "data" / "raw"
-    raw_dir.mkdir(parents=True)
+    raw_dir = root / "data" / "raw" / "flipkart"
     write_ood(raw_dir)
     raw = write_raw(raw_dir / "reviews.csv")
-    params = dict(PARAMS)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"]["flipkart"]["reference_rows"] = 60
     damage(raw, raw_dir, params, case)
-    (root / "params.yaml").write_text(yaml.safe_dump({"prepare": params}))
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "dvc.yaml").write_bytes((REPO / "dvc.yaml").read_bytes())
     earlier = root / "data" / "prepared" / "train.parquet"
     earlier.parent.mkdir()
@@ -192,11 +206,24 @@ def damaged_project(root: Path, case: str) -> Path:
     [
         ("empty file", r"reviews\.csv: empty file"),
         ("header only", r"reviews\.csv: a header but no reviews"),
-        ("missing column", r"reviews\.csv: missing required column\(s\) \['Ratings'\]"),
+        (
+            "missing column",
+            r"reviews\.csv: no column 'Ratings' \(datasets\.flipkart; it has \[.*\]\)",
+        ),
         ("undecodable bytes", r"reviews\.csv: not UTF-8 text \(byte \d+: b'\\xff'\)"),
         ("all ratings invalid", r"reviews\.csv: 100\.0% of rows quarantined \({'bad_rating': 60}"),
+        (
+            "a rating outside the bins",
+            r"reviews\.csv: 3 rows have a rating outside datasets\.flipkart\.rating_bins "
+            r"\[1, 5\] \(e\.g\. 7, 0, 6\)",
+        ),
         ("missing out-of-domain file", r"yelp_labelled\.txt: no such file"),
-        ("unknown label scheme", r"prepare\.label_scheme must be 'binary' or 'ternary'"),
+        (
+            "bins that do not fit the classes",
+            r"datasets\.flipkart\.rating_bins: 3 increasing edges for the 2 classes",
+        ),
+        ("a misspelt dataset key", r"datasets\.flipkart\.txt: did you mean text\?"),
+        ("an undeclared dataset", r"dataset: 'flipkrt' is not declared .*did you mean 'flipkart'"),
     ],
 )
 @pytest.mark.slow
@@ -227,7 +254,10 @@ def test_the_command_prints_one_line(tmp_path: Path) -> None:
     env.pop("SENTIMENT_DEBUG", None)
     command = [sys.executable, "-m", "stages.prepare"]
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert (run.returncode, run.stderr) == (1, "prepare: data/raw/reviews.csv: empty file\n")
+    assert (run.returncode, run.stderr) == (
+        1,
+        "prepare: data/raw/flipkart/reviews.csv: empty file\n",
+    )
 
 
 def test_debug_shows_the_error_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,9 +285,11 @@ def test_appended_texts_follow_earlier_rows_else_their_hash() -> None:
 
 
 def test_fewer_rows_than_the_reference_is_refused(tmp_path: Path) -> None:
-    raw = write_raw(tmp_path / "reviews.csv", n=40)
-    with pytest.raises(DataValidationError, match=r"40 rows, fewer than prepare\.reference_rows"):
-        prepare(raw, write_ood(tmp_path / "ood"), tmp_path / "out", PARAMS)
+    folder = flipkart_folder(tmp_path, n=40)
+    with pytest.raises(
+        DataValidationError, match=r"40 rows, fewer than datasets\.flipkart\.reference_rows=60"
+    ):
+        prepare(flipkart(folder), tmp_path / "out", PARAMS)
 
 
 def append_reviews(raw_csv: Path, out_csv: Path, splits: dict[str, pd.DataFrame]) -> list[str]:
@@ -298,13 +330,12 @@ def check_growth(old_dir: Path, new_dir: Path, appended: list[str]) -> None:
 
 
 def test_appending_rows_moves_no_earlier_row(tmp_path: Path) -> None:
-    ood = write_ood(tmp_path / "ood")
-    raw = write_raw(tmp_path / "reviews.csv", n=60)
-    prepare(raw, ood, tmp_path / "before", PARAMS)
+    folder = flipkart_folder(tmp_path, n=60)
+    prepare(flipkart(folder), tmp_path / "before", PARAMS)
     old = {n: pd.read_parquet(tmp_path / "before" / f"{n}.parquet") for n in ("train", "test")}
-    grown = tmp_path / "grown.csv"
-    appended = append_reviews(raw, grown, old)
-    stats = prepare(grown, ood, tmp_path / "after", PARAMS)
+    raw = folder / "reviews.csv"
+    appended = append_reviews(raw, raw, old)
+    stats = prepare(flipkart(folder), tmp_path / "after", PARAMS)
     assert stats["appended_rows"] == len(appended)
     check_growth(tmp_path / "before", tmp_path / "after", appended)
 
@@ -326,7 +357,7 @@ def test_reference_split_is_reproduced(pipeline_copy: Path) -> None:
 
 @pytest.mark.slow
 def test_test_split_is_the_reference_protocols_rows(pipeline_copy: Path) -> None:
-    raw = pd.read_csv(pipeline_copy / "data" / "raw" / "reviews.csv")
+    raw = pd.read_csv(pipeline_copy / "data" / "raw" / "flipkart" / "reviews.csv")
     reference = raw[[TEXT, RATING]].dropna().drop_duplicates()
     _, test = train_test_split(
         reference, test_size=0.3, stratify=reference[RATING] >= 3, random_state=42
@@ -341,18 +372,183 @@ def test_appending_300_reviews_moves_no_earlier_row(pipeline_copy: Path, tmp_pat
     params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())["prepare"]
     prepared = data / "prepared"
     splits = {n: pd.read_parquet(prepared / f"{n}.parquet") for n in ("train", "test")}
-    grown = tmp_path / "reviews.csv"
-    appended = append_reviews(data / "raw" / "reviews.csv", grown, splits)
-    stats = prepare(grown, data / "raw", tmp_path / "out", params)
+    folder = write_ood(tmp_path / "raw")
+    for name in UCI:
+        (folder / name).write_bytes((data / "raw" / "flipkart" / name).read_bytes())
+    raw = data / "raw" / "flipkart" / "reviews.csv"
+    appended = append_reviews(raw, folder / "reviews.csv", splits)
+    stats = prepare(flipkart(folder, reference_rows=8518), tmp_path / "out", params)
     assert stats["appended_rows"] == 300
     check_growth(prepared, tmp_path / "out", appended)
 
 
 @pytest.mark.slow
 def test_no_personal_data_in_any_prepared_output(pipeline_copy: Path) -> None:
-    raw = pd.read_csv(pipeline_copy / "data" / "raw" / "reviews.csv")
+    raw = pd.read_csv(pipeline_copy / "data" / "raw" / "flipkart" / "reviews.csv")
     names = set(raw["Reviewer Name"].dropna()) - {"Flipkart Customer"}
     for path in (pipeline_copy / "data" / "prepared").rglob("*.parquet"):
         df = pd.read_parquet(path)
         assert not set(PERSONAL_COLUMNS) & set(df.columns), path
         assert not names & set(df.astype(str).stack()), path
+
+
+# --- any team's reviews: formats, label forms, splits ---------------------------------
+
+
+def reviews(n: int = 90) -> pd.DataFrame:
+    """A shop export: title and body, a 1-10 score, a pos/neg label, and personal columns."""
+    return pd.DataFrame(
+        {
+            "Title": [f"title {i}" if i % 5 else None for i in range(n)],
+            "Body": [f"body {i} {'lovely' if i % 3 else 'awful'} ✓" for i in range(n)],
+            "Score": [(9 if i % 3 else 2) + (0.5 if i % 4 == 0 else 0) for i in range(n)],
+            "Sentiment": ["Pos" if i % 3 else "neg" for i in range(n)],
+            "Age": [30 + i for i in range(n)],
+            "Part": ["test" if i % 10 == 0 else "train" for i in range(n)],
+        }
+    )
+
+
+def declared(folder: Path, source: str, **changes) -> Dataset:
+    """A declaration of ``reviews()`` as written to ``folder/source``."""
+    fields = {
+        "where": "datasets.shop",
+        "folder": folder,
+        "source": source,
+        "text": ("Title", "Body"),
+        "text_separator": ". ",
+        "rating": "Score",
+        "rating_bins": (0.0, 5.0, 10.0),
+        "name": "shop",
+        "classes": ("negative", "positive"),
+    }
+    return Dataset(**(fields | changes))
+
+
+def write_export(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame`` as a newcomer's file: TSV or CSV with a BOM and CRLF, JSON Lines (gzip'd or
+    not) or Parquet, by the name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name
+    if name.endswith((".csv", ".tsv")):
+        sep = "\t" if name.endswith(".tsv") else ","
+        text = frame.to_csv(sep=sep, index=False, lineterminator="\r\n")
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    elif ".jsonl" in name:
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "source", ["reviews.csv", "reviews.tsv", "reviews.jsonl", "reviews.jsonl.gz", "reviews.parquet"]
+)
+def test_every_format_gives_the_same_prepared_rows(tmp_path: Path, source: str) -> None:
+    write_export(reviews(), tmp_path / "raw" / source)
+    stats = prepare(declared(tmp_path / "raw", source), tmp_path / "out", PARAMS)
+    assert stats["rows"] == {"train": 53, "val": 10, "test": 27}
+    train = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    assert list(train.columns) == ["text", "label", "rating"]  # Age never reaches it
+    first = train[train["text"].str.startswith("body 0 ")]
+    assert first.empty or first["text"].iloc[0] == "body 0 awful ✓"  # no title: body alone
+    assert train["text"].str.match(r"^(title \d+\. )?body \d+ (lovely|awful) ✓$").all()
+    assert set(train["rating"]) <= {2.0, 2.5, 9.0, 9.5}
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert "Age" not in quarantine.columns
+
+
+def test_a_folder_of_files_is_read_in_path_order(tmp_path: Path) -> None:
+    frame = reviews()
+    write_export(frame.iloc[:45], tmp_path / "raw" / "export" / "part-1.csv")
+    write_export(frame.iloc[45:], tmp_path / "raw" / "export" / "part-2.jsonl")
+    stats = prepare(declared(tmp_path / "raw", "export"), tmp_path / "out", PARAMS)
+    assert stats["raw_rows"] == 90
+
+
+def test_string_labels_map_through_label_values(tmp_path: Path) -> None:
+    write_export(reviews(), tmp_path / "raw" / "reviews.csv")
+    dataset = declared(
+        tmp_path / "raw",
+        "reviews.csv",
+        rating=None,
+        rating_bins=(),
+        label="Sentiment",
+        label_values={"negative": ("neg",), "positive": ("pos", "1")},
+    )
+    prepare(dataset, tmp_path / "out", PARAMS)
+    test = pd.read_parquet(tmp_path / "out" / "test.parquet")
+    assert list(test.columns) == ["text", "label"]
+    assert (test["label"] == test["text"].str.contains("lovely").astype(int)).all()
+    frame = reviews().assign(Sentiment=["meh", "Pos", "so-so"] + ["neg"] * 87)
+    write_export(frame, tmp_path / "raw" / "reviews.csv")
+    with pytest.raises(DataValidationError) as refused:
+        prepare(dataset, tmp_path / "again", PARAMS)
+    assert str(refused.value).endswith(
+        "2 rows have a 'Sentiment' value outside datasets.shop.label_values (e.g. 'meh', 'so-so')"
+    )
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_split_column_decides_the_split(tmp_path: Path) -> None:
+    write_export(reviews(), tmp_path / "raw" / "reviews.parquet")
+    dataset = declared(tmp_path / "raw", "reviews.parquet", split_column="Part")
+    stats = prepare(dataset, tmp_path / "out", PARAMS)
+    assert stats["rows"]["test"] == 9  # the rows marked test, no other
+    assert stats["rows"]["train"] + stats["rows"]["val"] == 81
+    test = pd.read_parquet(tmp_path / "out" / "test.parquet")
+    assert test["text"].str.contains(r"body (?:0|\d*0) ").all()
+
+
+def test_a_class_without_rows_is_one_line(tmp_path: Path) -> None:
+    write_export(reviews(), tmp_path / "raw" / "reviews.csv")
+    three = declared(
+        tmp_path / "raw",
+        "reviews.csv",
+        rating_bins=(0.0, 4.0, 6.0, 10.0),
+        classes=("negative", "neutral", "positive"),
+    )
+    with pytest.raises(DataValidationError) as refused:
+        prepare(three, tmp_path / "out", PARAMS)
+    assert str(refused.value).endswith(
+        "class(es) ['neutral'] of datasets.shop.classes have fewer than 3 rows, too few for "
+        "train, val and test"
+    )
+
+
+def test_the_clothing_set_is_declared_beside_flipkart(tmp_path: Path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["dataset"] == "flipkart"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params | {"dataset": "clothing"}))
+    clothing = load_dataset(tmp_path / "params.yaml")
+    assert clothing.path == Path("data/raw/clothing/reviews.csv")
+    assert (clothing.text, clothing.rating) == (("Title", "Review Text"), "Rating")
+    assert clothing.ood_names == ("amazon", "imdb", "yelp")
+    assert (REPO / "data" / "raw" / "clothing" / "reviews.csv.dvc").is_file()
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_switches_the_dataset_with_one_param(tmp_path: Path) -> None:
+    """``-S dataset=shop`` makes prepare read data/raw/shop/ and its declaration: dvc.yaml's
+    templated dep and params follow the key."""
+    root = copy_project(tmp_path)
+    write_export(reviews(), root / "data" / "raw" / "shop" / "reviews.csv")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["datasets"]["shop"] = {
+        "source": "reviews.csv",
+        "text": ["Title", "Body"],
+        "text_separator": ". ",
+        "rating": "Score",
+        "rating_bins": [0, 5, 10],
+        "classes": ["negative", "positive"],
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shop")
+    sh(root, "dvc", "exp", "run", "-S", "dataset=shop", "prepare")
+    stage = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["prepare"]
+    assert "data/raw/shop" in {dep["path"] for dep in stage["deps"]}
+    assert stage["params"]["params.yaml"]["dataset"] == "shop"
+    assert "datasets.shop" in stage["params"]["params.yaml"]
+    stats = json.loads((root / "data" / "prepared" / "stats.json").read_text())
+    assert (stats["dataset"], stats["raw_rows"]) == ("shop", 90)

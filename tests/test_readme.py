@@ -17,7 +17,7 @@ import yaml
 
 from sentiment.monitoring.reference import raw_traffic
 from sentiment.tracking import flatten
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, flipkart
 
 PAGES = {  # line breaks as spaces
     path.relative_to(REPO).as_posix(): " ".join(path.read_text().split())
@@ -78,13 +78,14 @@ def assert_timing(stated: float, measured: float, what: str) -> None:
 
 def test_prepare_figures() -> None:
     stats = committed("data/prepared/stats.json")
-    rows, params = stats["rows"], committed("params.yaml")["prepare"]
+    rows, params = stats["rows"], committed("params.yaml")
+    reference_rows = params["datasets"][params["dataset"]]["reference_rows"]
     for text in (
         f"{rows['train']:,} / {rows['val']:,} / {rows['test']:,} rows, "
         f"{stats['quarantined']['total']} quarantined",
         f"which gives {rows['test']:,} test rows",
         f"({stats['leakage']['test_texts_in_train']}, kept for comparability",
-        f"first `prepare.reference_rows` ({params['reference_rows']:,}) rows",
+        f"first `reference_rows` ({reference_rows:,}) rows",
     ):
         assert text in README, f"no page ({README}) says {text!r}"
 
@@ -149,7 +150,7 @@ def test_drift_figures() -> None:
 
 
 def test_traffic_figures(raw_data: Path) -> None:
-    traffic = raw_traffic(raw_data / "reviews.csv")
+    traffic = raw_traffic(flipkart(raw_data))
     stated = f"the raw file's {len(traffic):,} valid reviews hold {traffic['text'].nunique():,}"
     assert stated in README
 

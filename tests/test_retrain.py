@@ -12,20 +12,26 @@ import boto3
 import pandas as pd
 import pytest
 
-from sentiment.data.splits import RATING, TEXT, DataValidationError, read_ood
+from sentiment.data.dataset import load_dataset
+from sentiment.data.splits import DataValidationError
 from sentiment.retrain import ledger
 from sentiment.retrain.drop import drop_name, read_drop
 from tests.conftest import (
     RAW_DATA,
+    REPO,
     S3_CREDENTIALS,
     S3Server,
+    ood_set,
     project_env,
     sh,
 )
 from tests.test_ingest import small_copy
 from tests.test_score import write_frame
 
+TEXT, RATING = "Review text", "Ratings"  # the default dataset's columns
+
 COLUMNS = [TEXT, RATING, "Review Title", "Month"]
+DATASET = load_dataset(REPO / "params.yaml")
 
 
 def rated(texts: list[str], rating: int = 5) -> pd.DataFrame:
@@ -72,23 +78,23 @@ def test_a_drop_is_read_whole_and_refused_whole(tmp_path: Path) -> None:
     write_frame(rated(["fine phone", "lovely"]), drop / "a.csv")
     write_frame(rated(["awful", "broke"], 1), drop / "b.jsonl")
     (drop / "notes.txt").write_text("not a review file")
-    read = read_drop(str(drop), COLUMNS)
+    read = read_drop(str(drop), COLUMNS, DATASET)
     assert read.files == [f"{drop}/a.csv", f"{drop}/b.jsonl"]
     assert read.rows[TEXT].tolist() == ["fine phone", "lovely", "awful", "broke"]
     assert list(read.rows.columns) == COLUMNS
 
     write_frame(pd.DataFrame({"text": ["ok", "bad"], "rating": [5, 9]}), drop / "c.csv")
     with pytest.raises(DataValidationError, match=r"c.csv: 1 of 2 rows are not usable"):
-        read_drop(str(drop), COLUMNS)
-    skipping = read_drop(str(drop), COLUMNS, skip_invalid=True)
+        read_drop(str(drop), COLUMNS, DATASET)
+    skipping = read_drop(str(drop), COLUMNS, DATASET, skip_invalid=True)
     assert len(skipping.rows) == 5 and skipping.skipped == {"bad_rating": 1}
 
 
 def test_an_empty_or_missing_drop_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match=r"no \.csv, \.parquet, \.jsonl file in it"):
-        read_drop(str(tmp_path), COLUMNS)
+        read_drop(str(tmp_path), COLUMNS, DATASET)
     with pytest.raises(DataValidationError, match="not a folder or prefix of files"):
-        read_drop(str(tmp_path / "missing"), COLUMNS)
+        read_drop(str(tmp_path / "missing"), COLUMNS, DATASET)
 
 
 # End to end: a team's repository whose DVC remote is a bucket, cloned as CI clones it.
@@ -170,8 +176,8 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     sh(work.parent, "git", "clone", "-q", str(origin), str(work))
     dvc(work, s3, "pull", *(f"{p}.dvc" for p in RAW_DATA))
 
-    amazon = read_ood(raw_data / "amazon_cells_labelled.txt", "binary").drop_duplicates("text")
-    yelp = read_ood(raw_data / "yelp_labelled.txt", "binary").drop_duplicates("text")
+    amazon = ood_set(raw_data, "amazon_cells").drop_duplicates("text")
+    yelp = ood_set(raw_data, "yelp").drop_duplicates("text")
     as_rated = lambda df: pd.DataFrame(  # noqa: E731
         {"text": df["text"].tolist(), "rating": [5 if y else 1 for y in df["label"]]}
     )
@@ -192,7 +198,7 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     assert "| `s3://sentiment/drops/week-1` | 2 | 120 | 0 | 0 | 0 | 120 |" in body
     assert "## Model report: `main` → this branch" in body
     changed = sh(work, "git", "diff", "--name-only", "main", branch).stdout.split()
-    for path in ("data/raw/reviews.csv.dvc", "data/raw/ingested.csv.dvc", "dvc.lock"):
+    for path in ("data/raw/flipkart/reviews.csv.dvc", "data/raw/ingested.csv.dvc", "dvc.lock"):
         assert path in changed
     assert "reports/gate/decision.json" in changed
     book = ledger.read_ledger(work / "data" / "raw" / "ingested.csv")
@@ -216,14 +222,15 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     hook = origin / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'refused: a test of the undo' >&2\nexit 1\n")
     hook.chmod(0o755)
-    before = (refs(origin), bucket_objects(s3), (work / "data/raw/reviews.csv").read_bytes())
+    raw = work / "data" / "raw" / "flipkart" / "reviews.csv"
+    before = (refs(origin), bucket_objects(s3), raw.read_bytes())
     failed = retrain(work, s3, week2)
     assert failed.returncode == 1
     message = failed.stderr.strip().splitlines()[-1]
     print(message)  # docs/retrain.md shows it
     assert message.startswith("retrain: step 'git push' failed: `git push --quiet` exited 1")
     assert "objects the push added deleted, back on main; origin has no retrain/week-2-" in message
-    after = (refs(origin), bucket_objects(s3), (work / "data/raw/reviews.csv").read_bytes())
+    after = (refs(origin), bucket_objects(s3), raw.read_bytes())
     assert after == before
     assert sh(work, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert sh(work, "git", "branch", "--list", "retrain/week-2-*").stdout == ""
@@ -238,7 +245,7 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     assert "| `s3://sentiment/drops/week-2` | 1 | 141 | 0 | 60 | 1 | 80 |" in body
     book = ledger.read_ledger(work / "data" / "raw" / "ingested.csv")
     assert len(book) == 200 and (book["drop"] == "week-2").sum() == 80
-    raw = pd.read_csv(work / "data" / "raw" / "reviews.csv")
+    raw = pd.read_csv(work / "data" / "raw" / "flipkart" / "reviews.csv")
     assert raw[TEXT].tail(80).tolist() == new["text"].tolist()
 
     # Back on main (the second branch not merged): the same rows name the same branch, a drop

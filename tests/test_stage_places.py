@@ -11,10 +11,10 @@ import yaml
 
 from sentiment.commands import COMMANDS
 from sentiment.headlines import EXP_METRICS, HEADLINES, stage_line
-from sentiment.params import SECTIONS
+from sentiment.params import SECTIONS, dvc_stages
 from tests.conftest import REPO
 
-DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+DVC = dvc_stages(REPO / "dvc.yaml")
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 MAKEFILE = (REPO / "Makefile").read_text()
 

@@ -30,7 +30,7 @@ def test_flatten() -> None:
 
 def test_dvc_md5_matches_dvc_files(raw_data: Path) -> None:
     root = Path(__file__).resolve().parent.parent
-    with open(root / "data" / "raw" / "reviews.csv.dvc") as fh:
+    with open(root / "data" / "raw" / "flipkart" / "reviews.csv.dvc") as fh:
         assert yaml.safe_load(fh)["outs"][0]["md5"] == "fabbb59b6580035f9277c676c2c77104"
     assert dvc_md5(raw_data / "reviews.csv") == "fabbb59b6580035f9277c676c2c77104"
 

@@ -165,11 +165,12 @@ def test_rating_target_trains_a_star_head_that_scores_as_labels(tiny_bert, split
 
 
 def test_rating_groups_are_the_ones_prepare_labelled_with() -> None:
-    from sentiment.data.splits import map_labels
-
-    stars = pd.Series([1, 2, 3, 4, 5] * 2)
-    for scheme, groups in (("binary", [[0, 1], [2, 3, 4]]), ("ternary", [[0, 1], [2], [3, 4]])):
-        assert rating_groups(stars.tolist(), map_labels(stars, scheme).tolist()) == groups
+    stars = [1, 2, 3, 4, 5] * 2
+    for labels, groups in (
+        ([0, 0, 1, 1, 1] * 2, [[0, 1], [2, 3, 4]]),  # rating_bins [1, 3, 5]
+        ([0, 0, 1, 2, 2] * 2, [[0, 1], [2], [3, 4]]),  # rating_bins [1, 3, 4, 5]
+    ):
+        assert rating_groups(stars, labels) == groups
     with pytest.raises(ValueError, match="rating 3 occurs with labels 1 and 0"):
         rating_groups([3, 3, 1], [1, 0, 0])
     with pytest.raises(ValueError, match="ratings must be 1-5"):

@@ -1,11 +1,11 @@
-"""Raw reviews to prepared rows: reading and validating the raw files, quarantine reasons,
-labels per scheme, the reference split protocol (``prepare.reference_rows`` rows split
-exactly as published) and the stable placement of rows appended later (``assign_appended``).
+"""Raw reviews to prepared rows: the one-line errors of reading raw files, quarantine
+reasons, the reference split protocol (a dataset's ``reference_rows`` rows split exactly as
+published, stratified by class) and the stable placement of rows appended later
+(``assign_appended``), or the split a dataset's own column gives.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -13,32 +13,13 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from sentiment import paths
 from sentiment.data.text import clean_text
 
-TEXT, RATING = "Review text", "Ratings"
-
-
-REQUIRED_COLUMNS = (TEXT, RATING)
-
-
-PERSONAL_COLUMNS = ("Reviewer Name", "Place of Review")
-
-
-OOD_FILES = {name: path.name for name, path in paths.RAW_OOD.items()}  # in the raw folder
+SPLIT_NAMES = ("train", "val", "test")
 
 
 class DataValidationError(ValueError):
     """Raw data that the pipeline refuses to use."""
-
-
-def map_labels(ratings: pd.Series, scheme: str) -> pd.Series:
-    """Star ratings to class ids: binary 1-2 -> 0, 3-5 -> 1; ternary adds 3 -> 1 neutral."""
-    if scheme == "binary":
-        return (ratings >= 3).astype(int)
-    if scheme == "ternary":
-        return ratings.map({1: 0, 2: 0, 3: 1, 4: 2, 5: 2}).astype(int)
-    raise ValueError(f"prepare.label_scheme must be 'binary' or 'ternary', got {scheme!r}")
 
 
 def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
@@ -57,39 +38,28 @@ def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
         raise DataValidationError(f"{path}: cannot read CSV: {err}") from err
 
 
-def read_raw(path: str | Path) -> pd.DataFrame:
-    """Read the raw reviews CSV, failing with the file and column named."""
-    df = read_csv(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"{path}: missing required column(s) {missing}")
-    if df.empty:
-        raise DataValidationError(f"{path}: a header but no reviews")
-    return df.drop(columns=[c for c in PERSONAL_COLUMNS if c in df.columns])
-
-
-def quarantine_reasons(df: pd.DataFrame) -> pd.Series:
-    """Per row, why it is unusable ('' when valid): missing text, bad rating, empty text."""
-    ratings = pd.to_numeric(df[RATING], errors="coerce")
-    reasons = pd.Series("", index=df.index, dtype=object)
-    text = df[TEXT]
+def quarantine_reasons(text: pd.Series, ids: pd.Series, bad_label: str) -> pd.Series:
+    """Per row, why it is unusable ('' when valid): missing text, text empty once cleaned, or
+    no class (``bad_label``: the rating or label is missing or not a number)."""
+    reasons = pd.Series("", index=text.index, dtype=object)
     reasons[text.isna()] = "missing_text"
     reasons[(reasons == "") & text.fillna("").map(clean_text).eq("")] = "empty_text"
-    bad_rating = ratings.isna() | (ratings % 1 != 0) | ~ratings.between(1, 5)
-    reasons[(reasons == "") & bad_rating] = "bad_rating"
+    reasons[(reasons == "") & ids.isna()] = bad_label
     return reasons
 
 
-def split_reference(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Train/val/test as the reference protocol splits the valid, deduplicated rows."""
-    y = map_labels(df[RATING], "binary")
+def split_reference(
+    df: pd.DataFrame, labels: pd.Series, params: dict[str, Any]
+) -> dict[str, pd.DataFrame]:
+    """Train/val/test as the reference protocol splits the valid, deduplicated rows:
+    ``test_size`` stratified by class with ``random_state=seed``, then ``val_size`` of train."""
     train, test = train_test_split(
-        df, test_size=params["test_size"], stratify=y, random_state=params["seed"]
+        df, test_size=params["test_size"], stratify=labels, random_state=params["seed"]
     )
     train, val = train_test_split(
         train,
         test_size=params["val_size"],
-        stratify=map_labels(train[RATING], "binary"),
+        stratify=labels[train.index],
         random_state=params["seed"],
     )
     return {"train": train, "val": val, "test": test}
@@ -119,12 +89,16 @@ def assign_appended(
 
 
 def split_rows(
-    df: pd.DataFrame, cleaned: pd.Series, params: dict[str, Any]
+    df: pd.DataFrame,
+    cleaned: pd.Series,
+    labels: pd.Series,
+    params: dict[str, Any],
+    reference_rows: int,
 ) -> dict[str, pd.DataFrame]:
     """Reference protocol on rows before ``reference_rows``, ``assign_appended`` after."""
-    is_reference = df.index < params["reference_rows"]
+    is_reference = df.index < reference_rows
     splits = (
-        split_reference(df[is_reference], params)
+        split_reference(df[is_reference], labels[is_reference], params)
         if is_reference.any()
         else {name: df.iloc[:0] for name in ("train", "val", "test")}
     )
@@ -139,28 +113,23 @@ def split_rows(
     }
 
 
-def to_prepared(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
-    """Cleaned text, label and the kept non-personal metadata."""
-    out = pd.DataFrame(
-        {
-            "text": df[TEXT].map(clean_text).astype(str),
-            "label": map_labels(df[RATING].astype(int), scheme),
-            "rating": df[RATING].astype(int),
-        },
-        index=df.index,
-    )
-    if "Month" in df.columns:
-        out["month"] = df["Month"].astype("string")
-    return out.reset_index(drop=True)
-
-
-def read_ood(path: str | Path, scheme: str) -> pd.DataFrame:
-    """An out-of-domain UCI file (``sentence<TAB>label``), cleaned like the main data."""
-    df = read_csv(path, sep="\t", header=None, names=["text", "label"], quoting=csv.QUOTE_NONE)
-    if df["label"].isna().any() or not df["label"].isin([0, 1]).all():
-        raise DataValidationError(f"{path}: column 'label' must be 0 or 1 on every line")
-    df["text"] = df["text"].astype(str).map(clean_text)
-    df["label"] = df["label"].astype(int)
-    if scheme == "ternary":
-        df["label"] = df["label"] * 2
-    return df[df["text"] != ""].reset_index(drop=True)
+def split_by_column(
+    df: pd.DataFrame, given: pd.Series, labels: pd.Series, params: dict[str, Any], where: str
+) -> dict[str, pd.DataFrame]:
+    """The split a dataset's own column gives (train/val/test, case-insensitive); without
+    val rows, ``val_size`` of train is carved out, stratified and seeded."""
+    names = given.astype(str).str.strip().str.casefold()
+    other = sorted(set(names) - set(SPLIT_NAMES))
+    if other:
+        raise DataValidationError(f"{where}: values {other[:3]} are not train, val or test")
+    splits = {name: df[names == name] for name in SPLIT_NAMES}
+    if splits["val"].empty:
+        train = splits["train"]
+        kept, val = train_test_split(
+            train,
+            test_size=params["val_size"],
+            stratify=labels[train.index],
+            random_state=params["seed"],
+        )
+        splits |= {"train": kept, "val": val}
+    return splits

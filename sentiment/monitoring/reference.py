@@ -16,7 +16,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
-from sentiment.data.splits import RATING, TEXT, quarantine_reasons, read_raw
+from sentiment.data.dataset import Dataset, class_ids, joined_text, read_table
+from sentiment.data.splits import quarantine_reasons
 from sentiment.data.text import clean_text
 from sentiment.fileio import atomic_path
 from sentiment.models.predictor import Predictor, label_ids
@@ -55,22 +56,25 @@ class Reference:
         )
 
 
-def raw_traffic(raw_csv: Path) -> pd.DataFrame:
-    """Every valid raw review (cleaned ``text``, ``rating``, ``month``), repeats kept:
-    reviews as traffic brings them.
+def raw_traffic(dataset: Dataset) -> pd.DataFrame:
+    """Every valid raw review of the dataset (cleaned ``text``, class id ``label``, and
+    ``rating`` and the declared metadata where it has them), repeats kept: reviews as
+    traffic brings them.
 
     prepare keeps one row per distinct review ("Good" once); traffic repeats it hundreds
     of times, so drift compares windows with a sample of these rows, not of the splits.
     """
-    raw = read_raw(raw_csv)
-    valid = raw[quarantine_reasons(raw) == ""]
-    return pd.DataFrame(
-        {
-            "text": valid[TEXT].map(clean_text).tolist(),
-            "rating": valid[RATING].astype(int).tolist(),
-            "month": valid["Month"].tolist() if "Month" in valid else None,
-        }
+    raw = read_table(dataset)
+    text, ids = joined_text(dataset, raw), class_ids(dataset, raw, dataset.classes)
+    valid = quarantine_reasons(text, ids, "no_class") == ""
+    traffic = pd.DataFrame(
+        {"text": text[valid].map(clean_text).tolist(), "label": ids[valid].astype(int).tolist()}
     )
+    if dataset.rating is not None:
+        traffic["rating"] = pd.to_numeric(raw.loc[valid, dataset.rating]).tolist()
+    for name, column in dataset.metadata.items():
+        traffic[name] = raw.loc[valid, column].tolist()
+    return traffic
 
 
 def build_reference(

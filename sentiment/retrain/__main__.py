@@ -35,10 +35,11 @@ import pandas as pd
 
 from sentiment import paths
 from sentiment.cli import describe, entry_point, fail
+from sentiment.data.dataset import Dataset, load_dataset
 from sentiment.data.splits import read_csv
 from sentiment.fileio import atomic_path
 from sentiment.headlines import read_metrics
-from sentiment.ingest import append_rows
+from sentiment.ingest import append_rows, single_csv
 from sentiment.retrain import body, ledger
 from sentiment.retrain.checkout import (
     RemoteObjects,
@@ -63,14 +64,15 @@ def committer(root: Path) -> tuple[str, ...]:
         return COMMITTER
 
 
-def ingest_rows(root: Path, rows: pd.DataFrame, drop_name: str) -> None:
+def ingest_rows(root: Path, rows: pd.DataFrame, drop_name: str, dataset: Dataset) -> None:
     """Append ``rows`` to the raw file and their keys to the ledger; record both with DVC."""
-    append_rows(root / paths.RAW_REVIEWS, rows, drop_name)
+    raw = single_csv(dataset)
+    append_rows(root / raw, rows, drop_name, dataset)
     grown = ledger.grown_ledger(ledger.read_ledger(root / ledger.LEDGER), rows, drop_name)
     with atomic_path(root / ledger.LEDGER) as tmp:
         grown.to_csv(tmp, index=False, lineterminator="\n")
     run("dvc", "add", "--quiet", str(ledger.LEDGER), cwd=root)
-    run("dvc", "commit", "--force", "--quiet", f"{paths.RAW_REVIEWS}.dvc", cwd=root)
+    run("dvc", "commit", "--force", "--quiet", f"{raw}.dvc", cwd=root)
 
 
 @dataclass
@@ -93,8 +95,9 @@ class Retrain:
         check_clean(root)
         self.start = current_branch(root)
         self.step = "read drop"
-        columns = list(read_csv(root / paths.RAW_REVIEWS, nrows=0).columns)
-        drop = read_drop(self.uri, columns, self.skip_invalid)
+        dataset = load_dataset(root / paths.PARAMS_FILE)
+        columns = list(read_csv(root / single_csv(dataset), nrows=0).columns)
+        drop = read_drop(self.uri, columns, dataset, self.skip_invalid)
         self.step = "ledger"
         rows, counts = ledger.new_rows(drop.rows, ledger.read_ledger(root / ledger.LEDGER))
         counts["appended"] = len(rows)
@@ -110,7 +113,7 @@ class Retrain:
         git(root, "switch", "--quiet", "--create", branch)
         self.branch = branch
         self.step = "ingest"
-        ingest_rows(root, rows, drop.name)
+        ingest_rows(root, rows, drop.name, dataset)
         self.step = "pipeline"
         run("dvc", "repro", cwd=root, show=True)
         self.step = "commit"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from pyarrow import fs
 
+from sentiment.data.dataset import Dataset
 from sentiment.data.splits import DataValidationError
 from sentiment.data.tables import FORMATS
 from sentiment.ingest import read_rated, rows_to_append
@@ -39,21 +40,22 @@ def drop_name(uri: str) -> str:
     return name
 
 
-def read_file(where: Location, folder: Path) -> pd.DataFrame:
+def read_file(where: Location, folder: Path, dataset: Dataset) -> pd.DataFrame:
     """One file of the drop; a bucket object is copied to ``folder`` first, and errors name
     it as the user gave it."""
     if not where.on_bucket:
-        return read_rated(Path(where.path))
+        return read_rated(Path(where.path), dataset)
     local = folder / where.name
     fs.copy_files(where.path, str(local), source_filesystem=where.filesystem)
     try:
-        return read_rated(local)
+        return read_rated(local, dataset)
     except DataValidationError as err:
         raise DataValidationError(str(err).replace(str(local), where.shown)) from err
 
 
-def read_drop(uri: str, columns: list[str], skip_invalid: bool = False) -> Drop:
-    """Every CSV, Parquet and JSON Lines file directly in ``uri``, in name order."""
+def read_drop(uri: str, columns: list[str], dataset: Dataset, skip_invalid: bool = False) -> Drop:
+    """Every CSV, Parquet and JSON Lines file directly in ``uri``, in name order, in the
+    declared dataset's schema."""
     where = locate(uri)
     if where.info().type != fs.FileType.Directory:
         raise DataValidationError(f"{uri}: not a folder or prefix of files")
@@ -63,8 +65,8 @@ def read_drop(uri: str, columns: list[str], skip_invalid: bool = False) -> Drop:
     parts, skipped, read = [], {}, 0
     with tempfile.TemporaryDirectory(prefix="sentiment-drop-") as folder:
         for file in files:
-            incoming = read_file(file, Path(folder))
-            usable, bad = rows_to_append(incoming, columns, skip_invalid, file.shown)
+            incoming = read_file(file, Path(folder), dataset)
+            usable, bad = rows_to_append(incoming, columns, skip_invalid, file.shown, dataset)
             parts.append(usable)
             read += len(incoming)
             for reason, count in bad.items():
