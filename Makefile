@@ -65,9 +65,9 @@ test: $(VENV)/.dev-installed
 test-system: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m system
 
-# The headline metrics (reports/evaluate/headline.json, reports/gate/verdict.json, reports/drift/verdicts.json) and the
-# params: every other column (detail metrics, deps) is dropped.
-EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer|evaluate)\.|Experiment$$|Created$$).*
+# The headline metrics (reports/evaluate/headline.json, reports/gate/verdict.json, reports/drift/verdicts.json), the
+# stages' params and the dataset's: every other column (detail metrics, deps) is dropped.
+EXP_COLUMNS := ^(?!(headline|gate|drift|prepare|featurize|tune|train_transformer|evaluate)\.|dataset$$|datasets\.|Experiment$$|Created$$).*
 
 # Shown even where every experiment agrees (--only-changed would hide them right after
 # `make run`): the champion, its test macro-F1 with its 95 % CI, and the gate's decision.

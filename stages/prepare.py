@@ -139,8 +139,7 @@ def prepare(dataset: Dataset, out_dir: Path, params: dict[str, Any]) -> dict:
 
     train_texts = set(prepared["train"]["text"])
     return {
-        "dataset": dataset.name,
-        "classes": list(dataset.classes),
+        "classes": list(dataset.classes),  # the dataset's name is the param ``dataset``
         "raw_rows": len(raw),
         "appended_rows": len(raw) - reference_rows,
         "duplicates_dropped": len(valid) - len(deduplicated),

@@ -234,7 +234,7 @@ def transformer_setting(setting, raw_data: Path) -> dict:
             pytest.fail(f"{model_dir}: no model (`make run` trains it)")
         pytest.skip(f"{model_dir}: no model here (`make run` trains it)")
     predictor = load_predictor(model_dir)
-    rows = references.raw_traffic(raw_data / "reviews.csv")["text"].tolist()
+    rows = references.raw_traffic(flipkart(raw_data))["text"].tolist()
     reference, held_idx = references.build_reference(rows, predictor, PARAMS, holdout=2500)
     held = [rows[i] for i in held_idx]
     return {

@@ -197,7 +197,7 @@ def test_ingested_reviews_reach_the_gate_on_the_grown_split(
         shutil.copy(root / "data" / "prepared" / f"{name}.parquet", before)
     old_test = pd.read_parquet(before / "test.parquet")
 
-    amazon = ood_set(raw_data, "amazon_cells")
+    amazon = ood_set(raw_data, "amazon")
     amazon = amazon.drop_duplicates("text").head(200)
     earlier = [
         f"  {text}READ MORE"  # spelt apart from the earlier row, cleaned to its text

@@ -48,7 +48,13 @@ def test_an_unknown_key_is_named_with_the_nearest_valid_one(tmp_path: Path) -> N
 
 def add_placeholders(root: Path) -> None:
     """Placeholders for the data deps and outputs a copy lacks: each stage gets as far as
-    reading its params, which is where a typo must stop it."""
+    reading its params, which is where a typo must stop it; the raw files the ``.dvc`` files
+    in ``data/raw`` track too."""
+    for dvc_file in root.glob("data/raw/**/*.dvc"):
+        for out in yaml.safe_load(dvc_file.read_text())["outs"]:
+            path = dvc_file.parent / out["path"]
+            if not path.exists():
+                path.write_text("placeholder\n")
     for spec in STAGES.values():
         entries = [*spec["deps"], *spec.get("outs", []), *spec.get("plots", [])]
         for entry in entries:

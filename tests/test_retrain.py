@@ -176,7 +176,7 @@ def test_two_drops_become_two_branches_and_failures_change_nothing(
     sh(work.parent, "git", "clone", "-q", str(origin), str(work))
     dvc(work, s3, "pull", *(f"{p}.dvc" for p in RAW_DATA))
 
-    amazon = ood_set(raw_data, "amazon_cells").drop_duplicates("text")
+    amazon = ood_set(raw_data, "amazon").drop_duplicates("text")
     yelp = ood_set(raw_data, "yelp").drop_duplicates("text")
     as_rated = lambda df: pd.DataFrame(  # noqa: E731
         {"text": df["text"].tolist(), "rating": [5 if y else 1 for y in df["label"]]}

@@ -72,3 +72,15 @@ def test_make_installs_the_cpu_build_of_the_locked_torch() -> None:
     )
     assert cpu.index(f"torch=={version}+cpu") < cpu.index("-r requirements/main.lock")
     assert f'whl/cu128 "torch=={version}+cu128"' in cuda
+
+
+def test_the_drift_workflow_retrains_on_new_reviews_else_opens_an_issue() -> None:
+    """What docs/drift.md says it does when the retrain rule fires (exit 3): the retrain
+    workflow where NEW_REVIEWS_URI is set, an issue where it is not."""
+    import yaml
+
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "drift.yaml").read_text())["jobs"]
+    assert jobs["retrain"]["uses"] == "./.github/workflows/retrain.yaml"
+    assert jobs["retrain"]["if"] == "needs.drift.outputs.exit == '3' && vars.NEW_REVIEWS_URI != ''"
+    [ask] = [step for step in jobs["drift"]["steps"] if "gh issue create" in step.get("run", "")]
+    assert ask["if"] == "steps.drift.outputs.exit == '3' && vars.NEW_REVIEWS_URI == ''"
