@@ -18,6 +18,9 @@ $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
+# The dataset params.yaml names (dataset: flipkart): its files are in data/raw/<name>/.
+DATASET := $(shell sed -n 's/^dataset:[[:space:]]*\([^[:space:]#]*\).*/\1/p' params.yaml)
+
 # torch: the lock pins the version, the Makefile the build. On Linux PyPI's wheel is the CUDA
 # build (several GB), so it comes from PyTorch's CPU index first (as in CI);
 # `make run TORCH_VARIANT=cu128` takes a CUDA 12.8 build instead. macOS wheels are CPU-only.
@@ -45,9 +48,9 @@ $(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.installed
 ## run: install, fetch the data, rebuild every stale stage, act on the gate's decision, summarise
 run: $(VENV)/.installed
 	$(BIN)/dvc pull --allow-missing --quiet
-	@test -f data/raw/reviews.csv || { remote=$$($(BIN)/dvc remote default 2>/dev/null); \
+	@for tracked in data/raw/$(DATASET)/*.dvc; do test -f "$${tracked%.dvc}" || { remote=$$($(BIN)/dvc remote default 2>/dev/null); \
 	  url=$$(COLUMNS=10000 $(BIN)/dvc remote list 2>/dev/null | awk -v r="$$remote" '$$1 == r {print $$2}'); \
-	  echo "make run: no raw data: DVC remote '$$remote' ($$url) could not be read; docs/data.md says how to configure one"; exit 1; }
+	  echo "make run: no raw data: DVC remote '$$remote' ($$url) could not be read; docs/data.md says how to configure one"; exit 1; }; done
 	$(BIN)/dvc repro
 	$(BIN)/python -m sentiment.registry promote
 	$(BIN)/python -m sentiment.summary

@@ -108,28 +108,30 @@ def test_a_stage_run_as_a_command_refuses_a_misspelt_key(typo_project: Path, sta
     assert len(lines) == 1 and f"{stage}.{typo}: did you mean {meant}?" in lines[0], lines
 
 
+def failed_exp_run(project: Path, override: str, stage: str) -> subprocess.CompletedProcess:
+    """``dvc exp run -S override stage``, which must fail; params.yaml is put back."""
+    proc = subprocess.run(
+        ["dvc", "exp", "run", "--single-item", "-S", override, stage],
+        cwd=project,
+        env=project_env(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
+    assert proc.returncode != 0, proc.stdout
+    return proc
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, stage: str) -> None:
     """``-S key=value`` on a key params.yaml lacks is refused by DVC itself; ``-S +key=value``
     adds the key, and then the stage refuses it."""
     typo, meant = TYPOS[stage]
-
-    def exp_run(override: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            ["dvc", "exp", "run", "--single-item", "-S", override, stage],
-            cwd=typo_project,
-            env=project_env(typo_project),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=typo_project, check=True)
-        assert proc.returncode != 0, proc.stdout
-        return proc
-
-    assert f"Could not override '{stage}.{typo}'" in exp_run(f"{stage}.{typo}=1").stderr
-    added = exp_run(f"+{stage}.{typo}=1")
+    refused = failed_exp_run(typo_project, f"{stage}.{typo}=1", stage)
+    assert f"Could not override '{stage}.{typo}'" in refused.stderr
+    added = failed_exp_run(typo_project, f"+{stage}.{typo}=1", stage)
     assert f"{stage}.{typo}: did you mean {meant}?" in added.stdout + added.stderr
 
 
@@ -137,14 +139,5 @@ def test_dvc_exp_run_set_param_with_a_typo_fails_the_stage(typo_project: Path, s
 def test_a_misspelt_dataset_key_fails_prepare_through_dvc_exp_run(typo_project: Path) -> None:
     """The dataset's declaration is checked as a section is: ``-S +datasets.flipkart.txt``
     stops prepare with the nearest valid key."""
-    proc = subprocess.run(
-        ["dvc", "exp", "run", "--single-item", "-S", "+datasets.flipkart.txt=x", "prepare"],
-        cwd=typo_project,
-        env=project_env(typo_project),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=typo_project, check=True)
-    assert proc.returncode != 0
+    proc = failed_exp_run(typo_project, "+datasets.flipkart.txt=x", "prepare")
     assert "datasets.flipkart.txt: did you mean text?" in proc.stdout + proc.stderr
