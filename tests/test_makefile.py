@@ -79,7 +79,8 @@ def test_a_missing_variable_is_one_line(target: str, given: dict, missing: str) 
 
 def test_make_score_passes_the_text_column() -> None:
     def command(*extra: str) -> str:
-        make = ["make", "-n", "-o", ".venv/.installed", "score", "INPUT=a.csv", "OUTPUT=b.parquet"]
+        make = ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "score"]
+        make += ["INPUT=a.csv", "OUTPUT=b.parquet"]
         done = subprocess.run([*make, *extra], cwd=REPO, capture_output=True, text=True, check=True)
         return done.stdout
 
@@ -93,7 +94,7 @@ def test_make_exp_shows_the_champion_where_every_experiment_agrees() -> None:
     alone left only `Experiment` and `Created`. Shown here on main's row alone (nothing
     varies across one row): the kept columns stay."""
     command = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "exp"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "exp"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     args = re.findall(r"'([^']*)'", command)
