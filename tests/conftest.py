@@ -167,7 +167,8 @@ def flipkart(raw_data: Path):
     from sentiment.data.dataset import load_dataset
 
     dataset = load_dataset(REPO / "params.yaml")
-    return replace(dataset, folder=raw_data, ood=[replace(t, folder=raw_data) for t in dataset.ood])
+    ood = tuple(replace(table, folder=raw_data) for table in dataset.ood)
+    return replace(dataset, folder=raw_data, ood=ood)
 
 
 def ood_set(raw_data: Path, name: str):

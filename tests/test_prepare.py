@@ -22,6 +22,7 @@ from sentiment.data.text import clean_text
 from stages.prepare import main as prepare_main
 from stages.prepare import prepare
 from tests.conftest import REPO, copy_project, sh
+from tests.conftest import flipkart as default_dataset
 
 PARAMS = {"test_size": 0.3, "seed": 42, "val_size": 0.15, "max_quarantine_share": 0.05}
 TEXT, RATING = "Review text", "Ratings"  # the default dataset's columns
@@ -31,13 +32,7 @@ UCI = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
 
 def flipkart(folder: Path, **changes) -> Dataset:
     """The default declaration, reading ``folder``, with 60 reference rows unless changed."""
-    dataset = load_dataset(REPO / "params.yaml")
-    ood = [replace(table, folder=folder) for table in dataset.ood]
-    return (
-        replace(dataset, folder=folder, ood=ood, reference_rows=60)
-        if not changes
-        else (replace(replace(dataset, folder=folder, ood=ood, reference_rows=60), **changes))
-    )
+    return replace(default_dataset(folder), **({"reference_rows": 60} | changes))
 
 
 def write_raw(path: Path, n: int = 60, bad: dict[int, dict] | None = None) -> Path:
