@@ -24,15 +24,8 @@ from sentiment.settings import setting
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 BIN = Path(sys.executable).parent
-RAW_DATA = [  # the default dataset's files
-    f"data/raw/flipkart/{name}"
-    for name in (
-        "reviews.csv",
-        "amazon_cells_labelled.txt",
-        "imdb_labelled.txt",
-        "yelp_labelled.txt",
-    )
-]
+# Every raw file a .dvc file tracks, the declared datasets' (data/raw/<dataset>/).
+RAW_DATA = sorted(dvc.relative_to(REPO).as_posix()[:-4] for dvc in REPO.glob("data/raw/*/*.dvc"))
 
 
 def project_env(root: Path) -> dict[str, str]:

@@ -174,8 +174,8 @@ SMALL = {  # the pipeline in a minute: word n-grams, few trials, a transformer o
 def small_copy(dest: Path, raw_data: Path) -> Path:
     """A project copy in ``dest`` with the pulled raw data and the ``SMALL`` params."""
     root = copy_project(dest)
-    for path in RAW_DATA:
-        shutil.copy(raw_data / Path(path).name, root / path)
+    for path in RAW_DATA:  # raw_data is data/raw/flipkart of the pulled copy
+        shutil.copy(raw_data.parent / Path(path).relative_to("data/raw"), root / path)
     params = yaml.safe_load((root / "params.yaml").read_text())
     for stage, values in SMALL.items():
         params[stage] |= values
