@@ -230,6 +230,12 @@ def live(
         stop_group(service, log_dir / "server.log")
 
 
+def loaded_rules(prometheus: str) -> dict[str, dict]:
+    """The rules Prometheus has loaded, by alert or record name, with their state."""
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    return {rule["name"]: rule for group in groups for rule in group["rules"]}
+
+
 def query(prometheus: str, expr: str) -> list[dict]:
     answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
     assert answer["status"] == "success", f"{expr}: {answer}"
@@ -256,8 +262,15 @@ def test_a_live_prometheus_evaluates_every_panel_and_rule_with_data(live) -> Non
         empty = [e for e in expressions if not query(prometheus, e.split(": ", 1)[1])]
     assert empty == [], "no data"
 
-    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    # An alert without a `for` fires at the first rule evaluation (every second here) after
+    # its data arrives, which can come just after the loop above saw the data: wait for it.
+    firing = ("SentimentDriftRetrain", "SentimentModelVersionChanged")
+    loaded, deadline = loaded_rules(prometheus), time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        loaded.get(name, {}).get("state") != "firing" for name in firing
+    ):
+        time.sleep(0.5)
+        loaded = loaded_rules(prometheus)
     assert {r.get("alert") or r["record"] for r in RULES["groups"][0]["rules"]} <= set(loaded)
     assert {r["alert"] for r in rules("alert")} <= set(loaded)
     assert [n for n, rule in loaded.items() if rule["health"] != "ok"] == []
