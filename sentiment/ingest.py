@@ -74,7 +74,7 @@ def rows_to_append(
     count of rows skipped by reason; refuses the file on any unusable row unless told."""
     text = joined_text(dataset, incoming)
     ids = class_ids(dataset, incoming, dataset.classes, strict=False)
-    reasons = quarantine_reasons(text, ids, "bad_rating" if dataset.rating else "bad_label")
+    reasons = quarantine_reasons(text, ids, dataset.no_class_reason)
     bad = reasons[reasons != ""]
     if len(bad) and not skip_invalid:
         shown = ", ".join(f"row {i + 1}: {why}" for i, why in bad.head(SHOWN_BAD_ROWS).items())

@@ -42,10 +42,6 @@ def labelled(table: Table, classes: tuple[str, ...]) -> tuple[pd.DataFrame, pd.S
     return raw, joined_text(table, raw), class_ids(table, raw, classes)
 
 
-def bad_label(table: Table) -> str:
-    return "bad_rating" if table.rating is not None else "bad_label"
-
-
 def read_ood(table: Table, classes: tuple[str, ...]) -> pd.DataFrame:
     """An out-of-domain set: cleaned text and class id, rows without either dropped."""
     _, text, ids = labelled(table, classes)
@@ -99,7 +95,7 @@ def prepare(dataset: Dataset, out_dir: Path, params: dict[str, Any]) -> dict:
             f"{dataset.path}: {len(raw)} rows, fewer than {dataset.where}.reference_rows="
             f"{reference_rows}; set it to the rows the reference split covers"
         )
-    reasons = quarantine_reasons(text, ids, bad_label(dataset))
+    reasons = quarantine_reasons(text, ids, dataset.no_class_reason)
     quarantined = raw[reasons != ""].assign(reason=reasons[reasons != ""])
     share = len(quarantined) / max(len(raw), 1)
     if share > params["max_quarantine_share"]:

@@ -67,6 +67,11 @@ class Table:
     def path(self) -> Path:
         return self.folder / self.source
 
+    @property
+    def no_class_reason(self) -> str:
+        """The quarantine reason of a row whose rating or label is missing."""
+        return "bad_rating" if self.rating is not None else "bad_label"
+
     def files(self) -> list[Path]:
         """The files of the source: the file itself, or a folder's table files in path order."""
         if self.path.is_dir():
@@ -148,7 +153,9 @@ def check_labels(where: str, table: Table, classes: tuple[str, ...], ood: bool) 
             raise ParamsError(f"{where}.label_values: no values for class(es) {missing}")
 
 
-def make_table(where: str, folder: Path, spec: dict[str, Any], classes: tuple[str, ...]) -> dict:
+def make_table(
+    where: str, folder: Path, spec: dict[str, Any], classes: tuple[str, ...], ood: bool = False
+) -> dict:
     """The reading and labelling fields of a declaration, checked."""
     if not isinstance(spec.get("source"), str):
         raise ParamsError(f"{where}.source: a file or folder name in {folder}/")
@@ -176,7 +183,7 @@ def make_table(where: str, folder: Path, spec: dict[str, Any], classes: tuple[st
             for k, vs in values.items()
         },
     }
-    check_labels(where, Table(**fields), classes, ood=where.count(".ood") > 0)
+    check_labels(where, Table(**fields), classes, ood)
     return fields
 
 
@@ -206,7 +213,7 @@ def load_dataset(params_file: str | Path = paths.PARAMS_FILE) -> Dataset:
         if not isinstance(ood_spec, dict) or not isinstance(ood_spec.get("name"), str):
             raise ParamsError(f"{ood_where}: a mapping with a 'name'")
         unknown(ood_where, ood_spec, OOD_KEYS)
-        ood.append(Table(**make_table(ood_where, folder, ood_spec, classes)))
+        ood.append(Table(**make_table(ood_where, folder, ood_spec, classes, ood=True)))
     names = tuple(o["name"] for o in ood_specs)
     if len(set(names)) != len(names):
         raise ParamsError(f"{where}.ood: each set needs its own name, got {list(names)}")

@@ -66,7 +66,7 @@ def raw_traffic(dataset: Dataset) -> pd.DataFrame:
     """
     raw = read_table(dataset)
     text, ids = joined_text(dataset, raw), class_ids(dataset, raw, dataset.classes)
-    valid = quarantine_reasons(text, ids, "no_class") == ""
+    valid = quarantine_reasons(text, ids, dataset.no_class_reason) == ""
     traffic = pd.DataFrame(
         {"text": text[valid].map(clean_text).tolist(), "label": ids[valid].astype(int).tolist()}
     )
