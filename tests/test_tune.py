@@ -161,6 +161,36 @@ def test_claim_gives_each_place_once() -> None:
     assert search.claim(trials(TrialState.WAITING, done, done, running), 3, 3) == "wait"
 
 
+def test_too_few_rows_of_a_class_for_the_folds_is_one_line() -> None:
+    search.check_folds(np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]), 3, Path("train.parquet"))
+    search.check_folds(np.array([0, 0, 0, 2, 2, 2]), 3, Path("train.parquet"))  # no 1s: a star
+    with pytest.raises(search.ParamsError) as refused:
+        search.check_folds(np.array([0, 0, 0, 0, 0, 1, 1, 2]), 5, Path("train.parquet"))
+    assert str(refused.value) == (
+        "tune.cv_folds: 5 folds need 5 training rows of each class; in train.parquet, "
+        "class 1 has 2, class 2 has 1"
+    )
+
+
+def test_a_heartbeat_the_database_refuses_is_skipped(tmp_path: Path) -> None:
+    """A beat whose commit fails (another session holds the database; in CI, PostgreSQL
+    shutting down) is skipped, not raised: Optuna's heartbeat thread would die of it, and
+    the trial, still running, would go stale. The next beat is written."""
+    import sqlite3
+
+    db = tmp_path / "beats.db"
+    storage = search.BeatingStorage(
+        f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 0.1}}, heartbeat_interval=1
+    )
+    trial = optuna.create_study(storage=storage).ask()
+    holder = sqlite3.connect(db, timeout=0, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    storage.record_heartbeat(trial._trial_id)  # refused at commit: skipped
+    holder.execute("ROLLBACK")
+    storage.record_heartbeat(trial._trial_id)
+    assert storage._get_stale_trial_ids(trial.study._study_id) == []
+
+
 @pytest.mark.slow
 def test_a_waiting_trial_fails_a_stale_one_and_takes_its_place(tmp_path: Path) -> None:
     """A trial waiting for an earlier one whose worker died (its heartbeat stopped) fails it

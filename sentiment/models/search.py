@@ -35,7 +35,7 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
@@ -44,6 +44,7 @@ from sentiment.models.predictor import (
     rating_groups,
 )
 from sentiment.models.trust import load_skops
+from sentiment.params import ParamsError
 from sentiment.settings import setting
 from sentiment.tracking import params_hash, project_root
 
@@ -142,6 +143,19 @@ def fit(model: ClassifierMixin, x: sp.csr_matrix, y: np.ndarray) -> ClassifierMi
         return model.fit(x, y)
 
 
+def check_folds(target: np.ndarray, folds: int, source: Path) -> None:
+    """Refuse ``tune.cv_folds`` when a class of ``target`` has fewer training rows than
+    folds: StratifiedKFold would only warn, and score that class on some folds only."""
+    counts = np.bincount(target)
+    short = {int(c): int(counts[c]) for c in np.flatnonzero(counts) if counts[c] < folds}
+    if short:
+        rows = ", ".join(f"class {c} has {n}" for c, n in short.items())
+        raise ParamsError(
+            f"tune.cv_folds: {folds} folds need {folds} training rows of each class; in "
+            f"{source}, {rows}"
+        )
+
+
 def make_objective(
     x: sp.csr_matrix, y: np.ndarray, params: dict[str, Any], inputs: Inputs, total: int
 ):
@@ -149,6 +163,7 @@ def make_objective(
     scored on the labels whatever the classifier learns (``fit_targets``). A trial first
     waits for its place among the study's ``total`` (``wait_for_place``)."""
     target, label_of = fit_targets(params, y, inputs)
+    check_folds(target, params["cv_folds"], inputs.train_split)
     folds = list(
         StratifiedKFold(params["cv_folds"], shuffle=True, random_state=params["seed"]).split(
             x, target
@@ -262,7 +277,9 @@ class BeatingStorage(optuna.storages.RDBStorage):
     idle during the restart carries on."""
 
     def record_heartbeat(self, trial_id: int) -> None:
-        with suppress(OperationalError):  # the next beat, HEARTBEAT_SECONDS later, tries again
+        # A beat lost to the server (at connect, or at commit, which Optuna wraps as a
+        # StorageInternalError): the next one, HEARTBEAT_SECONDS later, tries again.
+        with suppress(SQLAlchemyError, optuna.exceptions.StorageInternalError):
             super().record_heartbeat(trial_id)
 
 
