@@ -44,13 +44,14 @@ def main() -> None:
     params = load_params("evaluate")
     with stage_run("evaluate"):
         metrics, test = evaluate(params)
-        write_plots(test["y"], test["probas"], test["thresholds"], paths.EVAL_PLOTS)
+        write_plots(test["y"], test["probas"], test["thresholds"], test["names"], paths.EVAL_PLOTS)
         export_champion(
             metrics["champion"]["name"],
             test["thresholds"],
             test["weights"],
             {"classical": paths.CLASSICAL, "transformer": paths.TRANSFORMER},
             paths.CHAMPION,
+            test["names"],
         )
         write_json(paths.EVAL_METRICS, metrics)
         write_json(paths.EVAL_HEADLINE, {"headline": headline(metrics)})

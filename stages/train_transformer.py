@@ -24,6 +24,7 @@ import mlflow
 
 from sentiment import paths
 from sentiment.cli import entry_point, no_options
+from sentiment.data.labels import labels_record, prepared_classes
 from sentiment.fileio import atomic_path, write_json
 from sentiment.headlines import stage_line
 from sentiment.models.mlflow_model import log_model
@@ -43,6 +44,7 @@ from sentiment.tracking import log_key_metrics, stage_run
 
 def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model directory (with its ONNX and int8 copies), curve and metrics."""
+    classes = prepared_classes(paths.PREPARE_STATS)
     with stage_run("train_transformer"):
         started = time.perf_counter()
         result = train(
@@ -52,11 +54,13 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
             on_epoch=lambda record: mlflow.log_metrics(
                 {k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"]
             ),
+            classes=classes,
         )
         seconds = time.perf_counter() - started
         meta = {
             "threshold": result["threshold"],
             "n_classes": result["n_classes"],
+            **labels_record(classes),
             "target": params["target"],
             "head_groups": result["head_groups"],
             "max_length": params["max_length"],

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from sentiment import paths
 from sentiment.cli import entry_point
+from sentiment.data.labels import labels_record, prepared_classes
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import atomic_path, write_json
 from sentiment.headlines import stage_line
@@ -58,6 +59,7 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
         meta = {
             "threshold": threshold,
             "n_classes": int(proba.shape[1]),
+            **labels_record(prepared_classes(paths.PREPARE_STATS)),
             "target": params["target"],
             "head_groups": groups,
             "best_params": study.best_params,

@@ -42,7 +42,7 @@ def test_expected_calibration_error() -> None:
 def test_score_reports_every_metric() -> None:
     y = [0, 0, 1, 1, 1, 1]
     proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]])
-    result = score(y, proba, 0.5, {"bootstrap_resamples": 200, "seed": 0})
+    result = score(y, proba, 0.5, {"bootstrap_resamples": 200, "seed": 0}, ["neg", "pos"])
     assert set(result) == {
         "macro_f1",
         "macro_f1_ci",
@@ -55,7 +55,7 @@ def test_score_reports_every_metric() -> None:
         "ece",
     }
     assert result["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
-    assert set(result["per_class"]) == {"negative", "positive"}
+    assert list(result["per_class"]) == ["neg", "pos"]
 
 
 def test_precision_recall_is_drawn_for_each_class() -> None:
@@ -73,7 +73,7 @@ def test_precision_recall_is_drawn_for_each_class() -> None:
         (0.5, 1.0),
         (0.0, 1.0),
     ]
-    assert negative != pr_points(y, proba, 1)
+    assert negative != pr_points(y, proba, 1) == pr_points(y, proba, -1)
 
 
 def test_headline_holds_the_champion_and_each_candidates_val_and_test() -> None:

@@ -87,16 +87,31 @@ def invariance_groups() -> dict[str, list[list[str]]]:
     }
 
 
-def run_suite(label: Labeller) -> dict[str, float]:
-    """Pass rate per test type for a function mapping texts to label ids (1 = positive)."""
+def polarity(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each class id's side: 1 positive, 0 negative (the cases' labels), -1 neither. Classes
+    run from most negative to most positive (``classes`` in the dataset's declaration): the
+    lower half is negative, the upper half positive, the middle one of an odd count neither.
+    With two classes this is the id itself."""
+    twice = 2 * np.asarray(ids) - (n_classes - 1)
+    return np.where(twice > 0, 1, np.where(twice < 0, 0, -1))
+
+
+def run_suite(label: Labeller, n_classes: int = 2) -> dict[str, float]:
+    """Pass rate per test type for a function mapping texts to label ids of ``n_classes``
+    classes: a case passes when the predicted class is on the expected side (``polarity``);
+    invariance asks for the same class."""
+
+    def side(texts: list[str]) -> np.ndarray:
+        return polarity(label(texts), n_classes)
+
     rates: dict[str, float] = {}
     pairs = negation_cases()
-    originals = label([p for p, _ in pairs])
-    negated = label([n for _, n in pairs])
+    originals = side([p for p, _ in pairs])
+    negated = side([n for _, n in pairs])
     rates["negation"] = float(np.mean((originals == 1) & (negated == 0)))
     for name, groups in invariance_groups().items():
         rates[name] = float(np.mean([len(set(label(group).tolist())) == 1 for group in groups]))
     for name, cases in (("emoji", EMOJI), ("short", SHORT)):
-        predicted = label(list(cases))
+        predicted = side(list(cases))
         rates[name] = float(np.mean(predicted == np.array(list(cases.values()))))
     return {k: round(v, 4) for k, v in rates.items()}

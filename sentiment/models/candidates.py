@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold
 
-from sentiment.data.labels import LABEL_NAMES, require_binary
+from sentiment.data.labels import label_names, labels_record
 from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import bootstrap_ci, expected_calibration_error, macro_f1
 from sentiment.fileio import atomic_path, write_json
@@ -45,7 +45,8 @@ MEMBERS = ("classical", "transformer")  # the ensemble's, in its weights' order
 CANDIDATES = (*MEMBERS, "ensemble")
 
 
-PR_PLOTS = {1: "pr", 0: "pr_negative"}  # precision-recall plot per class
+PR_PLOTS = {-1: "pr", 0: "pr_negative"}  # precision-recall plots: the most positive class
+# and the most negative, where models differ (classes run from most negative to most positive)
 
 
 WEIGHTS = np.round(np.arange(0.0, 1.001, 0.1), 1)  # the transformer's share in the ensemble
@@ -59,13 +60,14 @@ def blend(members: list[np.ndarray], weight: float) -> np.ndarray:
     return members[0] if len(members) == 1 else (1 - weight) * members[0] + weight * members[1]
 
 
-def fit_decision(y: list[int], members: list[np.ndarray]) -> dict[str, float]:
-    """The weight (two members) and threshold with the best macro-F1 on ``y``; ties go to
-    the weight closest to an even split, so equal inputs give the same choice."""
+def fit_decision(y: list[int], members: list[np.ndarray]) -> dict[str, float | None]:
+    """The weight (two members) and, for two classes, the threshold with the best macro-F1
+    on ``y`` (more classes take the argmax); ties go to the weight closest to an even split,
+    so equal inputs give the same choice."""
     best: tuple = ()
     for weight in WEIGHTS if len(members) == 2 else [1.0]:
         proba = blend(members, weight)
-        threshold = best_threshold(y, proba[:, 1])
+        threshold = best_threshold(y, proba[:, 1]) if proba.shape[1] == 2 else None
         key = (round(macro_f1(y, label_ids(proba, threshold)), 6), -abs(weight - 0.5))
         if not best or key > best[0]:
             best = (key, float(weight), threshold)
@@ -85,10 +87,42 @@ def crossfit_macro_f1(y: list[int], members: list[np.ndarray], seed: int) -> flo
     return round(macro_f1(y_arr, pred), 4)
 
 
-def score(y: list[int], proba: np.ndarray, threshold: float | None, params: dict) -> dict:
-    """Every metric of one candidate on one split."""
+def one_vs_rest(y: list[int], proba: np.ndarray, metric: Any) -> float:
+    """``metric`` (ROC AUC, average precision) of each class against the others, averaged
+    over the classes ``y`` holds beside others (an out-of-domain set may lack some)."""
+    y_arr = np.asarray(y)
+    present = [k for k in range(proba.shape[1]) if 0 < np.sum(y_arr == k) < len(y_arr)]
+    return float(np.mean([metric(y_arr == k, proba[:, k]) for k in present]))
+
+
+def ranking_scores(y: list[int], proba: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC of the most positive class and of the most negative, and the Brier
+    score. Two classes: of P(positive). More: ROC AUC one-vs-rest (macro over the classes
+    present) and the multi-class Brier score (squared error summed over the classes)."""
+    y_arr = np.asarray(y)
+    top = proba.shape[1] - 1
+    if top == 1:
+        roc_auc = roc_auc_score(y_arr, proba[:, 1])
+        brier = brier_score_loss(y_arr, proba[:, 1])
+    else:
+        roc_auc = one_vs_rest(y, proba, roc_auc_score)
+        brier = np.mean(np.sum((proba - np.eye(top + 1)[y_arr]) ** 2, axis=1))
+    return {
+        "roc_auc": round(float(roc_auc), 4),
+        "pr_auc": round(float(average_precision_score(y_arr == top, proba[:, top])), 4),
+        "pr_auc_negative": round(float(average_precision_score(y_arr == 0, proba[:, 0])), 4),
+        "brier": round(float(brier), 4),
+    }
+
+
+def score(
+    y: list[int], proba: np.ndarray, threshold: float | None, params: dict, names: list[str]
+) -> dict:
+    """Every metric of one candidate on one split; ``names``: the classes, in id order."""
     pred = label_ids(proba, threshold)
-    precision, recall, f1, _ = precision_recall_fscore_support(y, pred, zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, pred, labels=range(len(names)), zero_division=0
+    )
     return {
         "macro_f1": round(macro_f1(y, pred), 4),
         "macro_f1_ci": bootstrap_ci(y, pred, params["bootstrap_resamples"], params["seed"]),
@@ -99,14 +133,9 @@ def score(y: list[int], proba: np.ndarray, threshold: float | None, params: dict
                 "recall": round(float(r), 4),
                 "f1": round(float(f), 4),
             }
-            for name, p, r, f in zip(LABEL_NAMES["binary"], precision, recall, f1, strict=True)
+            for name, p, r, f in zip(names, precision, recall, f1, strict=True)
         },
-        "roc_auc": round(float(roc_auc_score(y, proba[:, 1])), 4),
-        "pr_auc": round(float(average_precision_score(y, proba[:, 1])), 4),
-        "pr_auc_negative": round(
-            float(average_precision_score(np.asarray(y) == 0, proba[:, 0])), 4
-        ),
-        "brier": round(float(brier_score_loss(y, proba[:, 1])), 4),
+        **ranking_scores(y, proba),
         "ece": round(expected_calibration_error(np.asarray(y), proba), 4),
     }
 
@@ -132,7 +161,9 @@ def slices(texts: list[str], y: list[int], pred: np.ndarray) -> dict[str, float]
 
 
 def pr_points(y: list[int], proba: np.ndarray, label: int) -> list[dict[str, float]]:
-    """The precision-recall curve of class ``label`` (scored by its own probability)."""
+    """The precision-recall curve of class ``label`` (an index: -1 is the last class),
+    scored by its own probability."""
+    label = range(proba.shape[1])[label]
     precision, recall, _ = precision_recall_curve(np.asarray(y) == label, proba[:, label])
     return [
         {"recall": round(float(r), 4), "precision": round(float(p), 4)}
@@ -163,23 +194,31 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_plots(
-    y: list[int], probas: dict[str, np.ndarray], thresholds: dict, out: dict[str, Path]
+    y: list[int],
+    probas: dict[str, np.ndarray],
+    thresholds: dict,
+    names: list[str],
+    out: dict[str, Path],
 ) -> None:
     """ROC, PR and confusion data for ``dvc plots`` and the same plots as PNG files, each
-    kind in its folder of ``out`` (keys png, roc, pr, pr_negative, confusion)."""
+    kind in its folder of ``out`` (keys png, roc, pr, pr_negative, confusion). ROC and PR
+    are of the most positive class against the rest (P(positive) with two classes), and PR
+    of the most negative too; the confusion matrix has every class of ``names``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = LABEL_NAMES["binary"]
+    top = len(names) - 1
+    # scikit-learn's displays take two classes: the most positive one against the rest
+    truth, positive = (y, 1) if top == 1 else ((np.asarray(y) == top).astype(int), 1)
     png = out["png"]
     png.mkdir(parents=True, exist_ok=True)
     roc_ax = plt.subplots(figsize=(5, 4))[1]
     pr_ax = plt.subplots(figsize=(5, 4))[1]
     pr_negative_ax = plt.subplots(figsize=(5, 4))[1]
     for name, proba in probas.items():
-        fpr, tpr, _ = roc_curve(y, proba[:, 1])
+        fpr, tpr, _ = roc_curve(y, proba[:, top], pos_label=top)
         write_json(
             out["roc"] / f"{name}.json",
             [
@@ -187,28 +226,32 @@ def write_plots(
                 for a, b in zip(fpr, tpr, strict=True)
             ],
         )
-        for label in (1, 0):  # positive, and the minority class where models differ
+        for label in PR_PLOTS:
             write_json(out[PR_PLOTS[label]] / f"{name}.json", pr_points(y, proba, label))
         pred = label_ids(proba, thresholds[name])
         write_json(
             out["confusion"] / f"{name}.json",
             [{"actual": names[a], "predicted": names[p]} for a, p in zip(y, pred, strict=True)],
         )
-        RocCurveDisplay.from_predictions(y, proba[:, 1], name=name, ax=roc_ax)
-        PrecisionRecallDisplay.from_predictions(y, proba[:, 1], name=name, ax=pr_ax)
+        RocCurveDisplay.from_predictions(
+            truth, proba[:, top], pos_label=positive, name=name, ax=roc_ax
+        )
+        PrecisionRecallDisplay.from_predictions(
+            truth, proba[:, top], pos_label=positive, name=name, ax=pr_ax
+        )
         PrecisionRecallDisplay.from_predictions(
             np.asarray(y) == 0, proba[:, 0], name=name, ax=pr_negative_ax
         )
         display = ConfusionMatrixDisplay.from_predictions(
-            y, pred, display_labels=names, colorbar=False
+            y, pred, labels=range(len(names)), display_labels=names, colorbar=False
         )
         display.ax_.set_title(f"{name} (test)")
         display.figure_.savefig(png / f"confusion_{name}.png", dpi=90, bbox_inches="tight")
         plt.close(display.figure_)
     for ax, title, file in (
-        (roc_ax, "ROC", "roc"),
-        (pr_ax, "PR (positive)", "pr"),
-        (pr_negative_ax, "PR (negative)", "pr_negative"),
+        (roc_ax, "ROC" if top == 1 else f"ROC ({names[top]})", "roc"),
+        (pr_ax, f"PR ({names[top]})", "pr"),
+        (pr_negative_ax, f"PR ({names[0]})", "pr_negative"),
     ):
         ax.set_title(f"{title} on test")
         ax.figure.savefig(png / f"{file}.png", dpi=90, bbox_inches="tight")
@@ -221,15 +264,22 @@ def export_champion(
     weights: list[float],
     members: dict[str, Path],
     target: Path,
+    names: list[str],
 ) -> None:
     """Copy the champion into one self-contained model directory (atomically); an ensemble
-    keeps its members' ``weights``."""
+    keeps its members' ``weights`` and the class ``names``."""
     with atomic_path(target) as tmp:
         if name == "ensemble":
             tmp.mkdir()
             for member in MEMBERS:
                 shutil.copytree(members[member], tmp / member)
-            meta = {"flavor": "ensemble", "members": list(MEMBERS), "weights": weights}
+            meta = {
+                "flavor": "ensemble",
+                "members": list(MEMBERS),
+                "weights": weights,
+                "n_classes": len(names),
+                **labels_record(names),
+            }
         else:
             shutil.copytree(members[name], tmp)
             meta = read_meta(tmp)
@@ -295,9 +345,9 @@ def evaluate_candidates(
     data: dict[str, tuple[list[str], list[int]]], members: dict[str, Path], params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict]:
     """Every candidate's metrics on every set of ``data`` (val and test among them) and the
-    champion, and the test probabilities, thresholds and ensemble weights."""
-    require_binary(data["test"][1], "evaluate")
+    champion, and the test probabilities, thresholds, ensemble weights and class names."""
     predictors = {name: load_predictor(members[name]) for name in MEMBERS}
+    names = label_names(predictors["classical"].meta, "evaluate: the classical model")
     probas = {
         name: {split: p.predict_proba(texts) for split, (texts, _) in data.items()}
         for name, p in predictors.items()
@@ -329,14 +379,14 @@ def evaluate_candidates(
         test_pred = label_ids(probas[name]["test"], thresholds[name])
         metrics[name] = {
             **{
-                split: score(y, probas[name][split], thresholds[name], params)
+                split: score(y, probas[name][split], thresholds[name], params, names)
                 for split, (_, y) in data.items()
             },
             "val_crossfit_macro_f1": crossfit[name],
             "threshold": thresholds[name],
             "latency_ms_per_1k": latency[name],
             "size_mb": size[name],
-            "behaviour": run_suite(lambda texts, c=candidates[name]: predict(c, texts)),
+            "behaviour": run_suite(lambda texts, c=candidates[name]: predict(c, texts), len(names)),
             "slices": slices(test_texts, data["test"][1], test_pred),
         }
     metrics["ensemble"]["weights"] = dict(zip(MEMBERS, weights, strict=True))
@@ -346,4 +396,5 @@ def evaluate_candidates(
         "probas": {n: p["test"] for n, p in probas.items()},
         "thresholds": thresholds,
         "weights": weights,
+        "names": names,
     }

@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from sentiment.data.labels import LABEL_NAMES
+from sentiment.data.labels import IMPLIED_NAMES
 from sentiment.data.text import model_text
 from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import macro_f1
@@ -101,16 +101,24 @@ class TrainingSet:
     val_texts: list[str]
     val_labels: list[int]
     n_classes: int  # labels, whatever the head learns
+    classes: list[str] | None = None  # the labels' names, when the dataset declared them
 
     def class_names(self) -> list[str]:
-        """The head's class names: the labels', or the stars'."""
+        """The head's class names: the stars', else the labels' (declared, else implied by
+        their count)."""
         if self.groups is not None:
             return [f"{stars} stars" for stars in range(1, self.head_size + 1)]
-        return LABEL_NAMES["binary" if self.n_classes == 2 else "ternary"]
+        if self.classes:
+            return list(self.classes)
+        default = [f"class {c}" for c in range(self.n_classes)]
+        return IMPLIED_NAMES.get(self.n_classes, default)
 
 
-def training_set(params: dict[str, Any], train_split: Path, val_split: Path) -> TrainingSet:
-    """Read the splits: the (sub)sampled train rows with their targets, and validation."""
+def training_set(
+    params: dict[str, Any], train_split: Path, val_split: Path, classes: list[str] | None = None
+) -> TrainingSet:
+    """Read the splits: the (sub)sampled train rows with their targets, and validation;
+    ``classes`` names the labels."""
     all_texts, all_labels = read_split(train_split)
     rows = subsample(all_labels, params["max_train_samples"], params["seed"])
     targets, head_size, groups = training_targets(params, train_split, rows, all_labels)
@@ -122,7 +130,8 @@ def training_set(params: dict[str, Any], train_split: Path, val_split: Path) -> 
         groups=groups,
         val_texts=[model_text(t) for t in val_texts],
         val_labels=val_labels,
-        n_classes=max(max(all_labels), max(val_labels)) + 1,
+        n_classes=len(classes) if classes else max(max(all_labels), max(val_labels)) + 1,
+        classes=classes,
     )
 
 
@@ -238,16 +247,18 @@ def train(
     train_split: Path,
     val_split: Path,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune; return the best model, tokenizer, threshold and per-epoch history.
 
-    ``on_epoch`` receives each epoch's record (epoch, train_loss, val_macro_f1).
+    ``on_epoch`` receives each epoch's record (epoch, train_loss, val_macro_f1); ``classes``
+    names the labels (the dataset's, in class-id order).
     """
     set_seed(params["seed"])
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device()
     torch.set_num_threads(params["threads"])  # reductions split by thread: fix it for equal bytes
-    data = training_set(params, train_split, val_split)
+    data = training_set(params, train_split, val_split, classes)
     base, tokenizer, model = load_encoder(params, data, device)
     best, history = fit(params, model, tokenizer, batches(params, tokenizer, data), data, on_epoch)
     model.load_state_dict(best["state"])
@@ -282,7 +293,9 @@ def quantization_check(model_dir: Path, result: dict[str, Any]) -> dict[str, Any
         predictor = OnnxPredictor(model_dir, meta | {"quantized": quantized})
         proba = predictor.proba_of_model_texts(result["val_texts"])
         scores[name] = macro_f1(result["val_labels"], label_ids(proba, result["threshold"]))
-        behaviour[name] = run_suite(lambda batch, p=predictor: predict(p, batch))
+        behaviour[name] = run_suite(
+            lambda batch, p=predictor: predict(p, batch), result["n_classes"]
+        )
         invariance[name] = batch_invariance_error(
             predictor.proba_of_model_texts, result["val_texts"]
         )

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from sentiment.evaluation.behaviour import run_suite
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
-from sentiment.models.predictor import load_predictor, predict, read_meta
+from sentiment.models.predictor import label_ids, load_predictor, predict, read_meta
 from sentiment.models.trust import dir_size_mb, verify_digests
 from sentiment.registry.store import (
     MODEL_MD5_TAG,
@@ -33,12 +33,13 @@ def assess(model_dir: Path, texts: list[str], labels: list[int]) -> dict[str, An
     and ``bench.serve_load``'s, where noise is expected).
     """
     predictor = load_predictor(model_dir)
-    predicted = predict(predictor, texts)
+    proba = predictor.predict_proba(texts)
+    predicted = label_ids(proba, predictor.meta.get("threshold"))
     return {
         "predicted": [int(p) for p in predicted],
         "macro_f1": round(macro_f1(labels, predicted), 4),
         "size_mb": dir_size_mb(model_dir),
-        "behaviour": run_suite(lambda batch: predict(predictor, batch)),
+        "behaviour": run_suite(lambda batch: predict(predictor, batch), proba.shape[1]),
     }
 
 
