@@ -46,6 +46,8 @@ EVAL_PLOTS = {  # plot data per kind, and the PNGs
 }
 GATE_DECISION = REPORTS / "gate" / "decision.json"
 GATE_VERDICT = REPORTS / "gate" / "verdict.json"
+MODEL_CARD = REPORTS / "gate" / "model_card.md"  # the champion's, and as JSON beside it
+MODEL_CARD_JSON = REPORTS / "gate" / "model_card.json"
 DRIFT_REPORT_MD = REPORTS / "drift" / "report.md"
 DRIFT_PLOTS = REPORTS / "drift" / "plots"
 DRIFT_VERDICTS = REPORTS / "drift" / "verdicts.json"

@@ -120,6 +120,14 @@ def gate_lines(decision: dict) -> list[str]:
     ]
 
 
+def card_lines(root: Path) -> list[str]:
+    """A link to the champion's model card, where the gate wrote one."""
+    card = paths.MODEL_CARD.as_posix()
+    if not (root / card).is_file():
+        return []
+    return ["", f"Model card of the champion: [`{card}`]({card})"]
+
+
 def drift_lines(report: dict) -> list[str]:
     if not report:
         return ["No drift report in the workspace."]
@@ -163,6 +171,7 @@ def build_report(root: Path, base: str, plots: bool = True) -> str:
         "### Gate",
         "",
         *gate_lines(read_json(paths.GATE_DECISION.as_posix(), None, root)),
+        *card_lines(root),
         "",
         "### Drift",
         "",

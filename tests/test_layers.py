@@ -13,7 +13,7 @@ from tests.conftest import REPO
 LAYERS = (
     ("sentiment.paths", "sentiment.settings", "sentiment.fileio", "sentiment.cli"),
     ("sentiment.params", "sentiment.tracking", "sentiment.commands", "sentiment.data"),
-    ("sentiment.features", "sentiment.evaluation"),
+    ("sentiment.features", "sentiment.evaluation", "sentiment.model_card"),
     ("sentiment.models",),
     ("sentiment.registry", "sentiment.monitoring", "sentiment.scoring", "sentiment.serving"),
     ("sentiment.headlines", "sentiment.ingest", "sentiment.report", "sentiment.summary"),

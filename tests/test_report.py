@@ -103,6 +103,10 @@ def test_report_shows_param_change_metric_delta_gate_and_plots(tmp_path: Path) -
     )
     assert "![roc](reports/evaluate/plots/png/roc.png)" in report
     assert "| data/raw/reviews.csv | `aaa` | `aaa` |" in report
+    assert "Model card" not in report  # the gate wrote none
+    (root / "reports/gate/model_card.md").write_text("---\n")
+    link = "Model card of the champion: [`reports/gate/model_card.md`](reports/gate/model_card.md)"
+    assert link in build_report(root, "HEAD~1")
 
     unchanged = build_report(root, "HEAD")  # a code-only pull request: no param changed
     assert "No params changed." in unchanged

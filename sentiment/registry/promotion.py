@@ -20,6 +20,7 @@ from sentiment.models.trust import UntrustedModelError, file_digests, verify_dig
 from sentiment.registry.decision import decision_for
 from sentiment.registry.store import (
     DIGESTS_TAG,
+    MODEL_CARD_KEY,
     MODEL_MD5_TAG,
     PREVIOUS,
     PRODUCTION,
@@ -44,12 +45,25 @@ from sentiment.tracking import (
 )
 
 
+def champion_card(model_md5: str | None) -> str | None:
+    """The gate's model card (Markdown) of the champion with DVC md5 ``model_md5``; None when
+    the gate wrote none, or one of another model."""
+    if not paths.MODEL_CARD_JSON.is_file() or not paths.MODEL_CARD.is_file():
+        return None
+    card = json.loads(paths.MODEL_CARD_JSON.read_text())
+    return paths.MODEL_CARD.read_text() if card["model"]["model_md5"] == model_md5 else None
+
+
 def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_version) -> dict:
-    """Register, export, move aliases; undo everything done so far if a step fails."""
+    """Register (with the model card as the version's description), export (the card in the
+    BentoML model's metadata), move aliases; undo everything done so far if a step fails."""
     name = params["registered_model"]
     digests = file_digests(paths.CHAMPION)
     tags = {**tags, DIGESTS_TAG: json.dumps(digests, sort_keys=True)}
     extra = {k: tags[k] for k in ("test.macro_f1", "git.commit", "params.hash", "data.md5.test")}
+    card = champion_card(tags.get(MODEL_MD5_TAG))
+    if card is not None:
+        extra[MODEL_CARD_KEY] = card
     previous_before = production_version(client, name, PREVIOUS)
     with Steps(unchanged(old_version)) as steps:
         info = log_model(paths.CHAMPION)
@@ -59,6 +73,8 @@ def promote(client: MlflowClient, params: dict, tags: dict[str, str], old_versio
             lambda: client.delete_model_version(name, version.version),
             unused=True,
         )
+        if card is not None:
+            client.update_model_version(name, version.version, description=card)
         bento_tag = export_to_bentoml(
             paths.CHAMPION, params["bento_model"], version.version, digests, extra
         )

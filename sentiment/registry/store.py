@@ -30,6 +30,7 @@ DIGESTS_TAG = "model.sha256"  # registry version tag: {relative path: sha256} of
 
 
 MODEL_MD5_TAG = "model.md5"  # registry version tag: DVC md5 of the promoted model directory
+MODEL_CARD_KEY = "model_card"  # BentoML metadata: the version's model card (its description)
 
 
 def production_version(client: MlflowClient, name: str, alias: str = PRODUCTION):
@@ -110,8 +111,11 @@ def download_version(
 
 
 def export_version(client: MlflowClient, params: dict, version: Any, extra: dict) -> str:
-    """A registry version's checked files -> the BentoML store; returns the new tag."""
+    """A registry version's checked files (and its model card, the version's description)
+    -> the BentoML store; returns the new tag."""
     name, number = params["registered_model"], str(version.version)
+    if getattr(version, "description", None):
+        extra = {**extra, MODEL_CARD_KEY: version.description}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, digests = download_version(client, name, number, Path(tmp))
         return export_to_bentoml(model_dir, params["bento_model"], number, digests, extra)
