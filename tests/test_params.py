@@ -109,7 +109,9 @@ def test_a_stage_run_as_a_command_refuses_a_misspelt_key(typo_project: Path, sta
 
 
 def failed_exp_run(project: Path, override: str, stage: str) -> subprocess.CompletedProcess:
-    """``dvc exp run -S override stage``, which must fail; params.yaml is put back."""
+    """``dvc exp run -S override stage``, which must fail; params.yaml is put back, and the
+    ``cache: false`` outputs DVC deleted before the failed stage (no copy in the cache to
+    check out; later stages depend on them)."""
     proc = subprocess.run(
         ["dvc", "exp", "run", "--single-item", "-S", override, stage],
         cwd=project,
@@ -118,7 +120,7 @@ def failed_exp_run(project: Path, override: str, stage: str) -> subprocess.Compl
         text=True,
         timeout=300,
     )
-    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
+    subprocess.run(["git", "checkout", "--", "."], cwd=project, check=True)
     assert proc.returncode != 0, proc.stdout
     return proc
 

@@ -54,6 +54,7 @@ def tiny_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pd.DataFrame({"text": texts, "label": labels, "rating": ratings}).to_parquet(
             prepared / f"{split}.parquet"
         )
+    (prepared / "stats.json").write_text(json.dumps({"classes": ["negative", "positive"]}))
     featurize(split_files(prepared), tmp_path / "data" / "features", params["featurize"])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

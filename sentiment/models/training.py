@@ -293,9 +293,7 @@ def quantization_check(model_dir: Path, result: dict[str, Any]) -> dict[str, Any
         predictor = OnnxPredictor(model_dir, meta | {"quantized": quantized})
         proba = predictor.proba_of_model_texts(result["val_texts"])
         scores[name] = macro_f1(result["val_labels"], label_ids(proba, result["threshold"]))
-        behaviour[name] = run_suite(
-            lambda batch, p=predictor: predict(p, batch), result["n_classes"]
-        )
+        behaviour[name] = run_suite(lambda batch, p=predictor: predict(p, batch), proba.shape[1])
         invariance[name] = batch_invariance_error(
             predictor.proba_of_model_texts, result["val_texts"]
         )
