@@ -178,11 +178,14 @@ def test_a_worker_cut_off_inside_a_transaction_does_not_block_the_others(postgre
 
 
 def wait_for_running_trial(storage: str, tag: str, worker: subprocess.Popen) -> int:
-    """The number of a trial ``worker`` (its ``worker`` attribute is ``tag``) is running."""
+    """The number of a trial ``worker`` (its ``worker`` attribute is ``tag``) is running.
+    One storage for the whole wait: a study loaded per poll (every 10 ms) keeps its pooled
+    connections until collected, and a slow worker start once used up PostgreSQL's 100."""
+    study = study_of(storage)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert worker.poll() is None, worker.communicate()[1]
-        for trial in study_of(storage).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.user_attrs.get("worker") == tag:
                 return trial.number
         time.sleep(0.01)
