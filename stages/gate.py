@@ -56,8 +56,8 @@ def write_model_card() -> None:
     declaration = params["datasets"][name]
     texts, labels = read_split(paths.SPLITS["train"])
     records = {
-        name: json.loads(path.read_text())
-        for name, path in (
+        record: json.loads(path.read_text())
+        for record, path in (
             ("stats", paths.PREPARE_STATS),
             ("train", paths.TRAIN_METRICS),
             ("tune", paths.TUNE_BEST),

@@ -87,12 +87,12 @@ def crossfit_macro_f1(y: list[int], members: list[np.ndarray], seed: int) -> flo
     return round(macro_f1(y_arr, pred), 4)
 
 
-def one_vs_rest(y: list[int], proba: np.ndarray, metric: Any) -> float:
-    """``metric`` (ROC AUC, average precision) of each class against the others, averaged
-    over the classes ``y`` holds beside others (an out-of-domain set may lack some)."""
+def one_vs_rest_auc(y: list[int], proba: np.ndarray) -> float:
+    """ROC AUC of each class against the others, averaged over the classes ``y`` holds
+    beside others (an out-of-domain set may lack some)."""
     y_arr = np.asarray(y)
     present = [k for k in range(proba.shape[1]) if 0 < np.sum(y_arr == k) < len(y_arr)]
-    return float(np.mean([metric(y_arr == k, proba[:, k]) for k in present]))
+    return float(np.mean([roc_auc_score(y_arr == k, proba[:, k]) for k in present]))
 
 
 def ranking_scores(y: list[int], proba: np.ndarray) -> dict[str, float]:
@@ -105,7 +105,7 @@ def ranking_scores(y: list[int], proba: np.ndarray) -> dict[str, float]:
         roc_auc = roc_auc_score(y_arr, proba[:, 1])
         brier = brier_score_loss(y_arr, proba[:, 1])
     else:
-        roc_auc = one_vs_rest(y, proba, roc_auc_score)
+        roc_auc = one_vs_rest_auc(y, proba)
         brier = np.mean(np.sum((proba - np.eye(top + 1)[y_arr]) ** 2, axis=1))
     return {
         "roc_auc": round(float(roc_auc), 4),
@@ -211,7 +211,7 @@ def write_plots(
 
     top = len(names) - 1
     # scikit-learn's displays take two classes: the most positive one against the rest
-    truth, positive = (y, 1) if top == 1 else ((np.asarray(y) == top).astype(int), 1)
+    truth = y if top == 1 else (np.asarray(y) == top).astype(int)
     png = out["png"]
     png.mkdir(parents=True, exist_ok=True)
     roc_ax = plt.subplots(figsize=(5, 4))[1]
@@ -233,11 +233,9 @@ def write_plots(
             out["confusion"] / f"{name}.json",
             [{"actual": names[a], "predicted": names[p]} for a, p in zip(y, pred, strict=True)],
         )
-        RocCurveDisplay.from_predictions(
-            truth, proba[:, top], pos_label=positive, name=name, ax=roc_ax
-        )
+        RocCurveDisplay.from_predictions(truth, proba[:, top], pos_label=1, name=name, ax=roc_ax)
         PrecisionRecallDisplay.from_predictions(
-            truth, proba[:, top], pos_label=positive, name=name, ax=pr_ax
+            truth, proba[:, top], pos_label=1, name=name, ax=pr_ax
         )
         PrecisionRecallDisplay.from_predictions(
             np.asarray(y) == 0, proba[:, 0], name=name, ax=pr_negative_ax
