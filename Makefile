@@ -104,10 +104,11 @@ deploy: $(VENV)/.installed
 	$(BIN)/python -m sentiment.registry deploy --version "$(VERSION)" --reason "$(REASON)" $(if $(FORCE),--force)
 
 ## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT=column]
+# The text: column TEXT, or without it the column(s) the dataset in params.yaml declares.
 score: $(VENV)/.installed
-	$(call need,INPUT OUTPUT,make score INPUT=reviews.csv OUTPUT=scored.parquet TEXT="Review text")
+	$(call need,INPUT OUTPUT,make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT="Review text"])
 	$(BIN)/python -m sentiment.scoring --model sentiment:latest --input "$(INPUT)" --output "$(OUTPUT)" \
-	  --text-column "$(or $(TEXT),text)"
+	  $(if $(TEXT),--text-column "$(TEXT)")
 
 ## ingest: append new rated reviews to the raw data: make ingest INPUT=new-reviews.csv (then make run)
 ingest: $(VENV)/.installed

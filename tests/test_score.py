@@ -12,7 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from sentiment.data.tables import TextColumns
+from sentiment.scoring.__main__ import declared_text
 from sentiment.scoring.batch import score_file
 from tests.conftest import REPO
 from tests.test_gate import make_model
@@ -208,6 +211,51 @@ def test_ray_scoring_of_a_folder_and_its_failures_in_one_line(model, tmp_path, l
         )  # fmt: skip
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_several_text_columns_score_as_their_joined_text(model, tmp_path, suffix) -> None:
+    titles = ["great", None, "worst", "", None, "good"]
+    bodies = ["shuttle", "bad one", None, "shuttle", None, "shuttle"]
+    joined = ["great. shuttle", "bad one", "worst", "shuttle", None, "good. shuttle"]
+    frame = pd.DataFrame({"Title": titles, "Body": bodies, "age": range(6)})
+    source = write_frame(frame, tmp_path / f"two{suffix}")
+    text = TextColumns(("Title", "Body"), ". ")
+    counts = score_file(str(model), source, tmp_path / "joined.parquet", text, 4, False)
+    expected = score_file(str(model), write_input(tmp_path / "one.csv", joined),
+                          tmp_path / "one.parquet", "Review text", 4, False)  # fmt: skip
+    assert counts == {**expected, "seconds": counts["seconds"]}
+    assert counts["first_not_scored"] == [(4, "no text")]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "joined.parquet"), pd.read_parquet(tmp_path / "one.parquet")
+    )
+    missing = TextColumns(("Title", "Text"))
+    with pytest.raises(ValueError, match=r"no column 'Text' \(it has \['Title', 'Body', 'age'"):
+        score_file(str(model), source, tmp_path / "no.parquet", missing, 4, False)
+
+
+def test_the_default_text_is_the_declared_datasets(tmp_path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert declared_text(REPO / "params.yaml") == TextColumns(("Review text",), " ")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": "clothing"}))
+    assert declared_text(tmp_path / "params.yaml") == TextColumns(("Title", "Review Text"), ". ")
+    assert declared_text(tmp_path / "none.yaml") == TextColumns(("text",), " ")
+
+
+@pytest.mark.slow
+def test_the_command_scores_the_declared_text_without_a_column(model, tmp_path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    write_input(tmp_path / "reviews.csv", TEXTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "sentiment.scoring", "--model", str(model),
+         "--input", "reviews.csv", "--output", "out.parquet"],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert pq.read_table(tmp_path / "out.parquet")["label"].to_pylist()[:3] == [
+        "positive", None, "negative"
+    ]  # fmt: skip
 
 
 def test_a_glob_scores_its_matches_in_path_order(model, tmp_path) -> None:

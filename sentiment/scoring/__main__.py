@@ -2,10 +2,14 @@
 
     python -m sentiment.scoring --model models/champion --input reviews.csv --output scored.parquet
     python -m sentiment.scoring --model sentiment:latest --input raw.csv --text-column "Review text"
+    python -m sentiment.scoring --model sentiment:latest --input raw.csv --text-column Title \
+        --text-column "Review Text" --text-separator ". "
 
 ``--model`` is a model directory or a BentoML store tag (the promoted model is
 ``sentiment:latest``). The input (CSV, Parquet or JSON Lines) is read ``--chunk-rows`` rows at
-a time and only its text column is kept, so memory does not grow with the file. The output is
+a time and only its text column(s) are kept, so memory does not grow with the file. Without
+``--text-column``, the text is what the dataset params.yaml names declares (``text``, joined by
+``text_separator``), so a file in the training data's own schema scores as it trained. The output is
 Parquet, one row per input row: ``row`` (0-based), ``label``, ``score`` (as the service
 defines it), ``model_version`` and ``error``. A row that cannot be scored (no text, or
 nothing left once cleaned) gets a null label and the reason in ``error``, and the summary
@@ -22,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from sentiment import paths
 from sentiment.cli import entry_point
+from sentiment.data.tables import TextColumns
 from sentiment.scoring.batch import bad_rows_message, score_file
 from sentiment.settings import setting
 
@@ -37,6 +44,16 @@ def ray_line(counts: dict) -> str:
     return f"; parts per node: {nodes}{lost}"
 
 
+def declared_text(params_file: Path = paths.PARAMS_FILE) -> TextColumns:
+    """The text column(s) of the dataset params.yaml declares; ``text`` without a params.yaml."""
+    if not Path(params_file).is_file():
+        return TextColumns()
+    from sentiment.data.dataset import load_dataset
+
+    dataset = load_dataset(params_file)
+    return TextColumns(dataset.text, dataset.text_separator)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sentiment.scoring", description=__doc__)
     parser.add_argument("--model", required=True, help="model directory or BentoML tag")
@@ -46,7 +63,12 @@ def main() -> None:
     parser.add_argument(
         "--output", required=True, help="Parquet file, a folder with --engine ray (or s3://)"
     )
-    parser.add_argument("--text-column", default="text")
+    parser.add_argument(
+        "--text-column",
+        action="append",
+        help="the text column, repeated to join several (default: the declared dataset's)",
+    )
+    parser.add_argument("--text-separator", default=" ", help="what joins several text columns")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--bad-rows", choices=("mark", "fail"), default="mark")
     parser.add_argument(
@@ -56,11 +78,16 @@ def main() -> None:
         help="one process (default), or Ray actors (default when RAY_ADDRESS is set)",
     )
     args = parser.parse_args()
+    text = (
+        TextColumns(tuple(args.text_column), args.text_separator)
+        if args.text_column
+        else declared_text()
+    )
     counts = score_file(
         args.model,
         args.input,
         args.output,
-        args.text_column,
+        text,
         args.chunk_rows,
         args.bad_rows == "fail",
         args.engine,

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sentiment.data.tables import TextColumns
 from sentiment.models.predictor import load_predictor
 from sentiment.scoring.core import SCHEMA, ChunkScorer, resolve_model
 from sentiment.scoring.inputs import input_files, parquet_rows, read_chunks
@@ -67,14 +68,15 @@ def score_file(
     model: str,
     source: str | Path,
     target: str | Path,
-    column: str,
+    text: str | TextColumns,
     rows: int,
     fail_on_bad: bool,
     engine: str = "local",
 ) -> dict[str, Any]:
     """Score ``source`` (a file, folder or glob, local or on the bucket) into ``target``:
     one Parquet file, or with the Ray engine a folder of Parquet parts and a ``_SUCCESS``
-    marker; complete or absent either way. Return the counts."""
+    marker; complete or absent either way. ``text`` names the text column, or the columns
+    joined. Return the counts."""
     output = locate(target)
     if engine == "local" and output.suffix != ".parquet":
         raise ValueError(f"{target}: the output is Parquet; name it *.parquet")
@@ -85,7 +87,8 @@ def score_file(
     files = input_files(source)
     model_dir, version = resolve_model(model)
     tally = Tally(str(source), fail_on_bad, parquet_rows(files) or None)
-    chunks = (chunk for f in files for chunk in read_chunks(f, column, rows))
+    columns = TextColumns.of(text) if isinstance(text, str) else text
+    chunks = (chunk for f in files for chunk in read_chunks(f, columns, rows))
     if engine == "ray":
         from sentiment.scoring.on_ray import score_on_ray
 

@@ -1,7 +1,7 @@
-"""The files a ``--input`` names, and their text column read a chunk at a time.
+"""The files a ``--input`` names, and their text column(s) read a chunk at a time.
 
 One file, every CSV/Parquet/JSONL file of a folder, or a glob's matches, local or on the
-bucket (``storage``); only the text column is kept, so memory does not grow with the file.
+bucket (``storage``); only the text column(s) are kept, so memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from sentiment.data.tables import FORMATS, column_chunks
+from sentiment.data.tables import FORMATS, TextColumns, text_chunks
 from sentiment.scoring.storage import Location, locate, matching_files
 
 
-def read_chunks(source: Location, column: str, rows: int) -> Iterator[list[Any]]:
-    """The text column of ``source``, ``rows`` values at a time (None where missing)."""
-    return column_chunks(source.open, source.suffix, source.shown, column, rows)
+def read_chunks(source: Location, text: TextColumns, rows: int) -> Iterator[list[Any]]:
+    """The texts of ``source``, ``rows`` values at a time (None where missing)."""
+    return text_chunks(source.open, source.suffix, source.shown, text, rows)
 
 
 def input_files(source: str | Path) -> list[Location]:
