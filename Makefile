@@ -59,10 +59,14 @@ run: $(VENV)/.installed
 promote: $(VENV)/.installed
 	$(BIN)/python -m sentiment.registry promote
 
+# make test's pytest-xdist workers (0: one process); each module's tests run on one worker, as
+# its module-scoped fixtures expect. DVC commands in this checkout wait for its lock.
+TEST_WORKERS ?= 2
+
 ## test: install with dev tools and run the suite (slow end-to-end tests included)
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not system"
+	$(BIN)/python -m pytest -m "not system" -n $(TEST_WORKERS) --dist loadfile
 
 ## test-system: the retrain loop end to end, the stack across simulated hosts and the compose stack (as root)
 test-system: $(VENV)/.dev-installed

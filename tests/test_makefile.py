@@ -99,7 +99,9 @@ def test_make_exp_shows_the_champion_where_every_experiment_agrees() -> None:
     ).stdout.strip()  # fmt: skip
     args = re.findall(r"'([^']*)'", command)
     drop, keep = args
-    show = [str(BIN / "dvc"), "exp", "show", "--csv", "--hide-workspace", "--only-changed"]
+    # --wait-for-lock: make test's other worker may be running DVC in this checkout
+    show = [str(BIN / "dvc"), "--wait-for-lock", "exp", "show", "--csv", "--hide-workspace"]
+    show += ["--only-changed"]
     table = subprocess.run(
         [*show, "--drop", drop, "--keep", keep],
         cwd=REPO, capture_output=True, text=True, check=True,

@@ -163,7 +163,7 @@ def test_make_exp_shows_the_20_headline_metrics_and_the_params() -> None:
     drop = drop.replace("$$", "$")
     header = {
         name: subprocess.run(
-            [str(BIN / "dvc"), "exp", "show", "--csv", *args],
+            [str(BIN / "dvc"), "--wait-for-lock", "exp", "show", "--csv", *args],
             cwd=REPO,
             capture_output=True,
             text=True,

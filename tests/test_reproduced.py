@@ -54,7 +54,7 @@ def pipeline_ran() -> None:
             pytest.fail(reason)
         pytest.skip(reason)
     status = subprocess.run(
-        [str(BIN / "dvc"), "status", "--json"],
+        [str(BIN / "dvc"), "--wait-for-lock", "status", "--json"],  # beside the other worker
         cwd=REPO,
         capture_output=True,
         text=True,
