@@ -1,6 +1,7 @@
 """BentoML service for the promoted sentiment model.
 
-One service: ``POST /predict`` and ``POST /predict_batch`` validate, score, count and log.
+One service: ``POST /predict`` and ``POST /predict_batch`` validate, score, count and log;
+``GET /model/card`` answers the model card of the model answering now.
 Texts of concurrent requests are scored together, one batch at a time, in this process
 (``sentiment/serving/batcher.py``), through the same ``sentiment.models.predictor`` code as
 evaluate and the gate.
@@ -21,9 +22,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import bentoml
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sentiment.data.labels import label_names
+from sentiment.models.trust import MODEL_CARD_KEY
 from sentiment.serving.batcher import Batcher
 from sentiment.serving.follow import Follower, Serving
 from sentiment.serving.readiness import VersionHeader
@@ -80,6 +84,12 @@ class Prediction(BaseModel):
     model_version: str
 
 
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
+
 ROUTES = {
     "/predict": Route(
         PredictRequest,
@@ -94,6 +104,14 @@ ROUTES = {
         nothing_to_score,
     ),
 }
+
+
+# GET routes beside BentoML's POST APIs, in the same OpenAPI document (/docs.json).
+model_app = FastAPI(title="model", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+class MarkdownResponse(PlainTextResponse):
+    media_type = "text/markdown"
 
 
 def inference_logger() -> logging.Logger | None:
@@ -128,8 +146,10 @@ def inference_logger() -> logging.Logger | None:
     traffic={"timeout": 60, "max_concurrency": 1024},
     logging={"access": {"enabled": False}},  # the inference log records every prediction
 )
+@bentoml.asgi_app(model_app, path="/model")
 class Sentiment:
-    """``POST /predict`` and ``POST /predict_batch``; health, metrics and docs from BentoML."""
+    """``POST /predict``, ``POST /predict_batch`` and ``GET /model/card``; health, metrics and
+    docs from BentoML."""
 
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
@@ -226,6 +246,35 @@ class Sentiment:
         """Sentiment of several reviews, in order."""
         return await self._score(texts)
 
+    @model_app.get(
+        "/card",
+        summary="Model card",
+        operation_id="model_card",
+        description=(
+            "The card of the model answering now (Markdown with a Hugging Face YAML header): "
+            "what it is for, its data, training, test metrics with their CIs, behaviour tests, "
+            "measured limitations and the gate's decision. Written by the pipeline's gate and "
+            "stored with the model on promotion."
+        ),
+        response_class=MarkdownResponse,
+        responses={
+            200: {
+                "description": "The card",
+                "content": {"text/markdown": {"schema": {"type": "string"}}},
+            },
+            404: {
+                "description": "The model was stored without a card",
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+            },
+        },
+    )
+    def model_card(self):
+        serving = self.serving
+        if serving.card is None:
+            error = f"model {serving.tag} was stored without a model card"
+            return JSONResponse({"error": error}, status_code=404)
+        return MarkdownResponse(serving.card)
+
 
 def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
     """A store model loaded for serving, after its files matched their sha256 record."""
@@ -235,7 +284,8 @@ def load_serving(model: bentoml.Model | bentoml.models.BentoModel) -> Serving:
     predictor = load_predictor(bento_model_dir(model))
     names = label_names(predictor.meta, f"BentoML model {model.tag}")
     version = model.info.labels.get("registry_version") or str(model.tag.version)
-    return Serving(str(model.tag), version, predictor, predictor.meta.get("threshold"), names)
+    threshold, card = predictor.meta.get("threshold"), model.info.metadata.get(MODEL_CARD_KEY)
+    return Serving(str(model.tag), version, predictor, threshold, names, card)
 
 
 ANSWERING: dict[str, Sentiment] = {}  # this worker's service, once it has started

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from sentiment.models.predictor import INVARIANCE_BOUND, save_classical
-from sentiment.models.trust import save_skops
+from sentiment.models.trust import MODEL_CARD_KEY, save_skops
 from tests.conftest import REPO, free_port, slow_post, stop_group, wait_ready
 from tests.test_gate import make_model
 from tests.test_invariance import transformer_dir  # noqa: F401 (a fixture)
@@ -36,6 +36,7 @@ BIN = Path(sys.executable).parent
 # call. These are plain-HTTP loopback calls, up to 800 in a test, competing with the server
 # for the same cores: they share one context.
 TLS = ssl.create_default_context()
+CARD = "---\nlicense: cc0-1.0\n---\n\n# Model card: classical@7\n\nNot for medical reviews: ü ✓\n"
 
 
 def post(url: str, **kwargs) -> httpx.Response:
@@ -46,20 +47,21 @@ def get(url: str, **kwargs) -> httpx.Response:
     return httpx.get(url, verify=TLS, **kwargs)
 
 
-def export_model(home: Path, model_dir: Path, version: str = "7") -> None:
+def export_model(home: Path, model_dir: Path, version: str = "7", card: str | None = None) -> None:
     """Export a model directory into the BentoML store at ``home``, as the gate does, as
-    registry version ``version``.
+    registry version ``version``, with its model card when given one.
 
     In a subprocess: BentoML fixes its store when first imported in a process.
     """
     code = (
-        "import sys; from pathlib import Path; "
+        "import json, sys; from pathlib import Path; "
         "from sentiment.registry.store import export_to_bentoml; "
         "from sentiment.models.trust import file_digests; d = Path(sys.argv[1]); "
-        "export_to_bentoml(d, 'sentiment', sys.argv[2], file_digests(d), {})"
+        "export_to_bentoml(d, 'sentiment', sys.argv[2], file_digests(d), json.loads(sys.argv[3]))"
     )
+    extra = {MODEL_CARD_KEY: card} if card is not None else {}
     subprocess.run(
-        [sys.executable, "-c", code, str(model_dir), version],
+        [sys.executable, "-c", code, str(model_dir), version, json.dumps(extra)],
         cwd=REPO,
         check=True,
         env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
@@ -70,7 +72,7 @@ def export_model(home: Path, model_dir: Path, version: str = "7") -> None:
 def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary BentoML store holding a tiny classical model exported by the gate code."""
     home = tmp_path_factory.mktemp("bentoml")
-    export_model(home, make_model(tmp_path_factory.mktemp("model") / "champion", 6))
+    export_model(home, make_model(tmp_path_factory.mktemp("model") / "champion", 6), card=CARD)
     return home
 
 
@@ -308,6 +310,17 @@ def test_metrics_docs_and_inference_log(server) -> None:
     assert any(r["text"] == "good shuttle number 39" for r in records)
 
 
+def test_the_model_card_is_served_and_declared(server) -> None:
+    url, *_ = server
+    card = get(f"{url}/model/card", timeout=10)
+    assert card.status_code == 200 and card.text == CARD
+    assert card.headers["content-type"] == "text/markdown; charset=utf-8"
+    operation = get(f"{url}/docs.json", timeout=10).json()["paths"]["/model/card"]["get"]
+    assert "The card of the model answering now" in operation["description"]
+    assert set(operation["responses"]) == {"200", "404"}
+    assert "text/markdown" in operation["responses"]["200"]["content"]
+
+
 def test_two_workers_log_every_request_once_redacted_and_rotated(server) -> None:
     """500 concurrent requests on two workers: 500 whole JSON lines, one per request,
     personal data replaced, each worker rotating its own file; the model scores 500 texts."""
@@ -408,7 +421,7 @@ def test_prediction_routes_need_the_token(auth_server, headers: dict, status: in
 
 def test_probes_metrics_and_docs_stay_open_and_declare_the_scheme(auth_server) -> None:
     url, log_dir = auth_server
-    for path in ("/readyz", "/livez", "/healthz", "/metrics", "/"):
+    for path in ("/readyz", "/livez", "/healthz", "/metrics", "/", "/model/card"):
         assert get(f"{url}{path}", timeout=10).status_code == 200, path
     spec = get(f"{url}/docs.json", timeout=10).json()
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {
@@ -431,7 +444,7 @@ def test_scope_all_closes_metrics_and_docs(bento_home: Path, tmp_path: Path) -> 
     try:
         wait_ready(proc, f"{url}/readyz", tmp_path / "server.log")
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        for path in ("/metrics", "/docs.json"):
+        for path in ("/metrics", "/docs.json", "/model/card"):
             assert get(f"{url}{path}", timeout=10).status_code == 401, path
             assert get(f"{url}{path}", headers=bearer, timeout=10).status_code == 200
         assert get(f"{url}/readyz", timeout=10).status_code == 200
@@ -556,7 +569,7 @@ def test_the_service_passes_schemathesis_against_its_own_document(server, tmp_pa
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Tested: 6" in run.stdout and "No issues found" in run.stdout, run.stdout[-3000:]
+    assert "Tested: 7" in run.stdout and "No issues found" in run.stdout, run.stdout[-3000:]
 
 
 def ternary_model(path: Path) -> Path:
@@ -584,6 +597,9 @@ def test_a_three_class_model_answers_with_its_own_label_names(tmp_path: Path) ->
         answers = response.json()
         assert [a["label"] for a in answers] == ["positive", "neutral", "negative"]
         assert all(1 / 3 < a["score"] <= 1 for a in answers)  # P(the predicted label)
+        no_card = get(f"{url}/model/card", timeout=10)  # exported without one
+        assert no_card.status_code == 404
+        assert no_card.json()["error"].endswith(" was stored without a model card")
     finally:
         stop_group(proc, tmp_path / "server.log")
 

@@ -214,6 +214,7 @@ def verify_digests(model_dir: str | Path, expected: dict[str, str] | None) -> No
 # Inside a BentoML store model, the model directory sits in this subfolder, apart from
 # BentoML's own model.yaml.
 BENTO_SUBDIR = "model"
+MODEL_CARD_KEY = "model_card"  # its metadata: the registry version's model card (Markdown)
 
 
 def bento_model_dir(model: Any) -> Path:

@@ -16,11 +16,15 @@ from mlflow.tracking import MlflowClient
 from sentiment import paths
 from sentiment.fileio import atomic_path
 from sentiment.models.mlflow_model import log_model
-from sentiment.models.trust import UntrustedModelError, file_digests, verify_digests
+from sentiment.models.trust import (
+    MODEL_CARD_KEY,
+    UntrustedModelError,
+    file_digests,
+    verify_digests,
+)
 from sentiment.registry.decision import decision_for
 from sentiment.registry.store import (
     DIGESTS_TAG,
-    MODEL_CARD_KEY,
     MODEL_MD5_TAG,
     PREVIOUS,
     PRODUCTION,

@@ -17,7 +17,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sentiment.models.predictor import read_meta
-from sentiment.models.trust import BENTO_SUBDIR, UntrustedModelError, verify_digests
+from sentiment.models.trust import (
+    BENTO_SUBDIR,
+    MODEL_CARD_KEY,
+    UntrustedModelError,
+    verify_digests,
+)
 from sentiment.tracking import redact_uri, tracking_uri
 
 PRODUCTION, PREVIOUS = "production", "previous-production"
@@ -30,7 +35,6 @@ DIGESTS_TAG = "model.sha256"  # registry version tag: {relative path: sha256} of
 
 
 MODEL_MD5_TAG = "model.md5"  # registry version tag: DVC md5 of the promoted model directory
-MODEL_CARD_KEY = "model_card"  # BentoML metadata: the version's model card (its description)
 
 
 def production_version(client: MlflowClient, name: str, alias: str = PRODUCTION):

@@ -2,8 +2,8 @@
 
 With a token configured, every route needs ``Authorization: Bearer <token>`` except the
 open ones: the probes always, and (scope ``predict``, the default) also ``/metrics``, the
-OpenAPI document and the Swagger UI; scope ``all`` closes those too. Deny by default: a
-route BentoML adds later is closed unless named here.
+OpenAPI document, the Swagger UI and the model card; scope ``all`` closes those too. Deny by
+default: a route BentoML adds later is closed unless named here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from sentiment.serving.asgi import App, Receive, Scope, Send, patch_json, respond
 
 PROBES = ("/readyz", "/livez", "/healthz")
-DOCS = ("/", "/docs.json", "/schema.json", "/metrics", "/static_content/")
+DOCS = ("/", "/docs.json", "/schema.json", "/metrics", "/static_content/", "/model/card")
 SCOPES = ("predict", "all")
 SCHEME = "bearerAuth"
 

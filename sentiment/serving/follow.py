@@ -29,6 +29,7 @@ class Serving:
     predictor: Any
     threshold: float | None
     names: list[str]
+    card: str | None = None  # the model card (Markdown) promotion stored with it
 
 
 def should_load(serving: str, latest: str | None, refused: set[str]) -> bool:
