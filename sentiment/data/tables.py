@@ -8,7 +8,7 @@ or on the bucket), so memory does not grow with the file. Every failure is a one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,10 +27,6 @@ class TextColumns:
 
     names: tuple[str, ...] = ("text",)
     separator: str = " "
-
-    @classmethod
-    def of(cls, names: str | Sequence[str], separator: str = " ") -> TextColumns:
-        return cls((names,) if isinstance(names, str) else tuple(names), separator)
 
     def join(self, values: list[list[Any]]) -> list[Any]:
         """One text per row from each column's values: one column as read, several joined

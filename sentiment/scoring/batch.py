@@ -87,7 +87,7 @@ def score_file(
     files = input_files(source)
     model_dir, version = resolve_model(model)
     tally = Tally(str(source), fail_on_bad, parquet_rows(files) or None)
-    columns = TextColumns.of(text) if isinstance(text, str) else text
+    columns = TextColumns((text,)) if isinstance(text, str) else text
     chunks = (chunk for f in files for chunk in read_chunks(f, columns, rows))
     if engine == "ray":
         from sentiment.scoring.on_ray import score_on_ray
