@@ -31,7 +31,7 @@ from sentiment.models.trust import MODEL_CARD_KEY
 from sentiment.serving.batcher import Batcher
 from sentiment.serving.follow import Follower, Serving
 from sentiment.serving.readiness import VersionHeader
-from sentiment.serving.request_guard import RequestGuard, Route, request_schema
+from sentiment.serving.request_guard import MESSAGE_SCHEMA, RequestGuard, Route, request_schema
 from sentiment.serving.rules import (
     VISIBLE,
     decades_up_to,
@@ -83,12 +83,6 @@ class Prediction(BaseModel):
     )
     model_version: str
 
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}},
-    "required": ["error"],
-}
 
 ROUTES = {
     "/predict": Route(
@@ -264,7 +258,7 @@ class Sentiment:
             },
             404: {
                 "description": "The model was stored without a card",
-                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                "content": {"application/json": {"schema": MESSAGE_SCHEMA}},
             },
         },
     )

@@ -44,7 +44,8 @@ ERROR_SCHEMA = {
         },
     },
 }
-UNAVAILABLE_SCHEMA = {
+# A body that is one line only: BentoML's own on a 503, the model card's 404.
+MESSAGE_SCHEMA = {
     "type": "object",
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
@@ -115,7 +116,7 @@ def with_routes(spec: dict[str, Any], routes: dict[str, Route]) -> dict[str, Any
         }
         operation["responses"]["503"] = {  # BentoML's own body for a server-side failure
             "description": "Overloaded or out of time (BentoML's traffic limits): retry later",
-            "content": {"application/json": {"schema": UNAVAILABLE_SCHEMA}},
+            "content": {"application/json": {"schema": MESSAGE_SCHEMA}},
         }
     return spec
 
