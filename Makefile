@@ -107,11 +107,11 @@ deploy: $(VENV)/.installed
 	$(call need,VERSION REASON,make deploy VERSION=3 REASON="why")
 	$(BIN)/python -m sentiment.registry deploy --version "$(VERSION)" --reason "$(REASON)" $(if $(FORCE),--force)
 
-## score: score a file with the promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT=column]
+## score: score a file with the dataset's promoted model: make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT=column]
 # The text: column TEXT, or without it the column(s) the dataset in params.yaml declares.
 score: $(VENV)/.installed
 	$(call need,INPUT OUTPUT,make score INPUT=reviews.csv OUTPUT=scored.parquet [TEXT="Review text"])
-	$(BIN)/python -m sentiment.scoring --model sentiment:latest --input "$(INPUT)" --output "$(OUTPUT)" \
+	$(BIN)/python -m sentiment.scoring --input "$(INPUT)" --output "$(OUTPUT)" \
 	  $(if $(TEXT),--text-column "$(TEXT)")
 
 ## ingest: append new rated reviews to the raw data: make ingest INPUT=new-reviews.csv (then make run)

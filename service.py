@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sentiment.data.labels import label_names
 from sentiment.models.trust import MODEL_CARD_KEY
+from sentiment.params import ParamsError, production_tag
 from sentiment.serving.batcher import Batcher
 from sentiment.serving.follow import Follower, Serving
 from sentiment.serving.readiness import VersionHeader
@@ -46,9 +47,10 @@ from sentiment.settings import SettingError, check, setting
 try:
     check("service")
     check("inference")
-except SettingError as err:  # one line, before BentoML starts anything
+    # Unset: the production model of the dataset the params.yaml beside this file declares.
+    MODEL_TAG = setting("SENTIMENT_MODEL_TAG") or production_tag()
+except (SettingError, ParamsError) as err:  # one line, before BentoML starts anything
     raise SystemExit(f"service: {err}") from None
-MODEL_TAG = setting("SENTIMENT_MODEL_TAG")
 FOLLOW_PRODUCTION = setting("SENTIMENT_FOLLOW_PRODUCTION")
 FOLLOW_INTERVAL_S = setting("SENTIMENT_FOLLOW_INTERVAL_S")
 MAX_CHARS = setting("SENTIMENT_MAX_CHARS")

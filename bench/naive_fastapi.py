@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from sentiment.models.predictor import label_ids, load_predictor
 from sentiment.models.trust import bento_model_dir
+from sentiment.params import production_tag
 
 predictor = load_predictor(
-    bento_model_dir(bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG", "sentiment:latest")))
+    bento_model_dir(bentoml.models.get(os.environ.get("SENTIMENT_MODEL_TAG") or production_tag()))
 )
 app = FastAPI()
 

@@ -10,12 +10,12 @@ nothing to a classical model), the same app on ONNX Runtime, and the BentoML ser
 (inference log on, as deployed); with ``--image``, also that serving image run by
 ``docker run`` (`make image`: it serves the model it was built with, so build it from the
 promoted model; its log goes to a mounted folder). The model is the promoted one (BentoML
-store ``sentiment:latest``; run the gate first) or each ``--model-dir``, exported into a temporary
-BentoML store, so each flavor can be measured as champion. Each concurrency level sends
-single-text ``POST /predict`` requests from closed-loop users for ``--seconds``, then
-reports req/s, p50/p99 latency, errors, the CPU cores used by the server processes and by
-this load generator (they share the machine), and for the service the batches its
-batcher formed (its ``sentiment_batch_size`` histogram, read from ``/metrics``). The
+store's production, ``sentiment-flipkart:latest``; run the gate first) or each ``--model-dir``,
+exported into a temporary BentoML store, so each flavor can be measured as champion. Each
+concurrency level sends single-text ``POST /predict`` requests from closed-loop users for
+``--seconds``, then reports req/s, p50/p99 latency, errors, the CPU cores used by the server
+processes and by this load generator (they share the machine), and for the service the batches
+its batcher formed (its ``sentiment_batch_size`` histogram, read from ``/metrics``). The
 in-process ceiling is ``predict_proba``'s texts/s at batch 64 in this process. It ends with
 the README's serving table (Markdown) and one JSON line.
 """
@@ -41,6 +41,7 @@ import numpy as np
 import psutil
 
 from sentiment.fileio import read_split
+from sentiment.params import production_tag
 
 BIN = Path(sys.executable).parent
 BATCH_HISTOGRAM = "sentiment_batch_size"
@@ -380,7 +381,7 @@ def main() -> None:
         parser.error("--servers image needs --image TAG")
     if args.image and args.model_dir:
         parser.error("--image serves the model it was built with: leave out --model-dir")
-    tags = export_models(args.model_dir) if args.model_dir else ["sentiment:latest"]
+    tags = export_models(args.model_dir) if args.model_dir else [production_tag()]
     texts, _ = read_split("data/prepared/test.parquet")
     results = [measure(tag, args.servers, args, texts) for tag in tags]
     print(f"\n{os.cpu_count()} cores shared by servers and client; {args.seconds:g} s a level")

@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from sentiment.paths import PARAMS_FILE
+from sentiment.paths import PARAMS_FILE, REPO_ROOT
+
+# The gate's keys that name models, each with ``{dataset}`` filled from ``dataset:``, so two
+# datasets never share a registered model or a BentoML model (nor each other's production).
+MODEL_NAME_KEYS = ("registered_model", "bento_model")
+# A name both MLflow's registry and BentoML's store take (BentoML's rule: lowercase).
+MODEL_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
 
 # The keys of each section (docs/configuration.md says what each one does).
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -122,11 +128,37 @@ def dvc_stages(dvc_file: str | Path = "dvc.yaml") -> dict[str, Any]:
     return yaml.safe_load(text)["stages"]
 
 
+def model_names(gate: dict[str, Any], dataset: Any, where: str) -> dict[str, Any]:
+    """The gate's section with ``{dataset}`` in its model names filled in, each name checked."""
+    filled = dict(gate)
+    for key in MODEL_NAME_KEYS:
+        if key not in gate:
+            continue
+        name = str(gate[key]).replace("{dataset}", str(dataset))
+        if not MODEL_NAME.fullmatch(name):
+            raise ParamsError(
+                f"{where}: gate.{key} gives {name!r} for dataset {dataset!r}, not a model name"
+                " (lowercase letters, digits, '.', '_' and '-')"
+            )
+        filled[key] = name
+    return filled
+
+
 def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """Return one section of params.yaml, refusing keys the section does not define."""
+    """Return one section of params.yaml, refusing keys the section does not define; the
+    gate's model names come with the declared dataset filled in."""
     params = read_params_file(path)
     if not isinstance(params.get(section), dict):
         raise ParamsError(f"{path}: no '{section}:' section")
     if section in SECTIONS and (problems := unknown_keys(section, params[section])):
         raise ParamsError(f"{path}: {'; '.join(problems)}")
-    return Params(params[section], f"{path}: {section}")
+    values = params[section]
+    if section == "gate":
+        values = model_names(values, params.get("dataset"), str(path))
+    return Params(values, f"{path}: {section}")
+
+
+def production_tag(path: str | Path = REPO_ROOT / PARAMS_FILE) -> str:
+    """The BentoML store tag of the declared dataset's production model (what the gate
+    promotes last): ``<gate.bento_model>:latest``, from the params.yaml beside the library."""
+    return f"{load_params('gate', path)['bento_model']}:latest"

@@ -61,9 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SENTIMENT_MODEL_TAG",
         "str",
-        "sentiment:latest",
-        "BentoML store tag the service serves",
+        "",
+        "BentoML store tag the service serves; unset: the declared dataset's production",
         "service",
+        shown_default="`<gate.bento_model>:latest` (`sentiment-flipkart:latest`)",
     ),
     Setting(
         "SENTIMENT_FOLLOW_PRODUCTION",

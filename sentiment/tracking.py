@@ -269,6 +269,7 @@ def stage_run(stage: str, run_name: str | None = None) -> Iterator[mlflow.Active
     deps, params = stage_spec(stage)
     data_md5 = {dep: dvc_md5(dep) for dep in deps if Path(dep).exists()}
     common = git_info()
+    common["dataset"] = str(read_params_file().get("dataset"))  # the runs say whose reviews
     if setting("DVC_EXP_NAME"):
         common["dvc.exp_name"] = setting("DVC_EXP_NAME")
     key = pipeline_run_key()

@@ -207,7 +207,7 @@ def test_the_five_stars_as_classes_from_raw_reviews_to_a_scored_file(
     run_in(root, "python", "-m", "sentiment.registry", "promote", BENTOML_HOME=home)
     sample.tail(40).to_csv(root / "new.csv", index=False)
     run_in(
-        root, "python", "-m", "sentiment.scoring", "--model", "sentiment:latest",
+        root, "python", "-m", "sentiment.scoring",  # the model: the dataset's production
         "--input", "new.csv", "--output", "scored.parquet", "--text-column", "Review Text",
         BENTOML_HOME=home,
     )  # fmt: skip
@@ -218,14 +218,23 @@ def test_the_five_stars_as_classes_from_raw_reviews_to_a_scored_file(
     assert list(card["evaluation"]["test"]["per_class"]) == CLASSES[5]
     served_card = run_in(
         root, "python", "-c",
-        "import bentoml; print(bentoml.models.get('sentiment:latest').info.metadata['model_card'])",
+        "import bentoml; "
+        "print(bentoml.models.get('sentiment-stars:latest').info.metadata['model_card'])",
         BENTOML_HOME=home,
     )  # fmt: skip
     assert served_card.startswith("---\n") and "# Model card: stars sentiment" in served_card
     registered_card = run_in(
         root, "python", "-c",
         "from mlflow import MlflowClient; from sentiment.tracking import configure; configure(); "
-        "print(MlflowClient().get_model_version_by_alias('sentiment-classifier', 'production')"
-        ".description)",
+        "print(MlflowClient()"
+        ".get_model_version_by_alias('sentiment-classifier-stars', 'production').description)",
     )  # fmt: skip
     assert registered_card == served_card
+    tagged = run_in(
+        root, "python", "-c",
+        "import mlflow; from sentiment.tracking import configure; configure(); "
+        "runs = mlflow.search_runs(search_all_experiments=True); "
+        "runs = runs[runs['tags.kind'] != 'promote']; "
+        "print(sorted(set(runs['tags.dataset'].fillna('-'))), len(runs))",
+    )  # fmt: skip
+    assert tagged.startswith("['stars'] "), tagged  # the pipeline's, each stage's, each trial's

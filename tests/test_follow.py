@@ -15,7 +15,7 @@ import yaml
 from sentiment.serving.follow import Follower, Serving, should_load
 from tests.conftest import REPO, stop_group, wait_ready
 from tests.test_gate import make_model
-from tests.test_service import TLS, crafted, export_model, get, serve
+from tests.test_service import BENTO_MODEL, TLS, crafted, export_model, get, serve
 
 
 def serving(tag: str) -> Serving:
@@ -159,7 +159,7 @@ def test_promote_and_roll_back_under_load_without_a_restart(tmp_path: Path) -> N
     assert min(done for _, done in eights) > promoted
     assert max(sent for sent, _ in eights) < swapped_back
     log = (tmp_path / "server.log").read_text()
-    refused = [line for line in log.splitlines() if "refused sentiment:" in line]
+    refused = [line for line in log.splitlines() if f"refused {BENTO_MODEL}:" in line]
     assert len(refused) == 2, log[-3000:]  # once by each worker
     assert all("untrusted types" in line for line in refused)
     assert {line.split("] [", 1)[1].split("]")[0] for line in refused} == {

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from sentiment import paths
+from sentiment.params import production_tag
 from sentiment.settings import setting
 from tests.conftest import BIN, REPO, free_port, slow_post
 from tests.test_service import BAD_REQUESTS
@@ -120,11 +121,12 @@ def built_image() -> Iterator[str]:
     import bentoml
 
     try:
-        bentoml.models.get("sentiment:latest")
+        bentoml.models.get(production_tag())
     except bentoml.exceptions.NotFound:
+        missing = f"no {production_tag()} in the BentoML store (make run promotes it)"
         if setting("SENTIMENT_REQUIRE_MODELS"):
-            pytest.fail("no sentiment:latest in the BentoML store (make run promotes it)")
-        pytest.skip("no sentiment:latest in the BentoML store (make run promotes it)")
+            pytest.fail(missing)
+        pytest.skip(missing)
     tag = f"sentiment-service:test-{os.getpid()}"
     assert build("deploy/image/build.sh", tag).startswith(f"image: {tag} (")
     try:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentiment.params import SECTIONS, ParamsError, dvc_stages, load_params, unknown_keys
+from sentiment.params import (
+    SECTIONS,
+    ParamsError,
+    dvc_stages,
+    load_params,
+    production_tag,
+    unknown_keys,
+)
 from tests.conftest import REPO, copy_project, project_env
 
 STAGES = dvc_stages(REPO / "dvc.yaml")
@@ -44,6 +51,38 @@ def test_an_unknown_key_is_named_with_the_nearest_valid_one(tmp_path: Path) -> N
     with pytest.raises(ParamsError, match=r"drift\.alpah: did you mean alpha\?"):
         load_params("drift", params)
     assert load_params("prepare", params) == PARAMS["prepare"]  # other sections still load
+
+
+def test_each_dataset_gets_its_own_registered_and_bentoml_model(tmp_path: Path) -> None:
+    """Two datasets never share a name, and so never each other's production."""
+    params = tmp_path / "params.yaml"
+    names = {}
+    for dataset in ("flipkart", "clothing"):
+        params.write_text(yaml.safe_dump(PARAMS | {"dataset": dataset}))
+        gate = load_params("gate", params)
+        names[dataset] = (gate["registered_model"], gate["bento_model"], production_tag(params))
+    assert names["flipkart"] == (
+        "sentiment-classifier-flipkart",
+        "sentiment-flipkart",
+        "sentiment-flipkart:latest",
+    )
+    assert names["clothing"] == (
+        "sentiment-classifier-clothing",
+        "sentiment-clothing",
+        "sentiment-clothing:latest",
+    )
+    assert production_tag() == "sentiment-flipkart:latest"  # the repository's, from its params
+
+
+def test_a_dataset_name_that_makes_no_model_name_is_one_line(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"dataset": "My Shop"}))
+    with pytest.raises(ParamsError) as raised:
+        load_params("gate", params)
+    assert str(raised.value) == (
+        f"{params}: gate.registered_model gives 'sentiment-classifier-My Shop' for dataset"
+        " 'My Shop', not a model name (lowercase letters, digits, '.', '_' and '-')"
+    )
 
 
 def add_placeholders(root: Path) -> None:

@@ -123,7 +123,7 @@ def test_the_command_fails_in_one_line(model, tmp_path, args, message) -> None:
 
 
 @pytest.mark.slow
-def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None:
+def test_the_production_tag_scores_with_its_registry_version(model, tmp_path) -> None:
     home = tmp_path / "bentoml"
     export_model(home, model)
     source = write_input(tmp_path / "reviews.csv", TEXTS)
@@ -131,9 +131,7 @@ def test_a_bentoml_tag_scores_with_its_registry_version(model, tmp_path) -> None
         [
             sys.executable,
             "-m",
-            "sentiment.scoring",
-            "--model",
-            "sentiment:latest",
+            "sentiment.scoring",  # no --model: the declared dataset's production
             "--input",
             str(source),
             "--output",

@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from sentiment.models.predictor import INVARIANCE_BOUND, save_classical
 from sentiment.models.trust import MODEL_CARD_KEY, save_skops
+from sentiment.params import production_tag
 from tests.conftest import REPO, free_port, slow_post, stop_group, wait_ready
 from tests.test_gate import make_model
 from tests.test_invariance import transformer_dir  # noqa: F401 (a fixture)
@@ -36,6 +37,8 @@ BIN = Path(sys.executable).parent
 # call. These are plain-HTTP loopback calls, up to 800 in a test, competing with the server
 # for the same cores: they share one context.
 TLS = ssl.create_default_context()
+PRODUCTION = production_tag()  # what the service serves unless told: sentiment-flipkart:latest
+BENTO_MODEL = PRODUCTION.split(":")[0]
 CARD = "---\nlicense: cc0-1.0\n---\n\n# Model card: classical@7\n\nNot for medical reviews: ü ✓\n"
 
 
@@ -57,11 +60,11 @@ def export_model(home: Path, model_dir: Path, version: str = "7", card: str | No
         "import json, sys; from pathlib import Path; "
         "from sentiment.registry.store import export_to_bentoml; "
         "from sentiment.models.trust import file_digests; d = Path(sys.argv[1]); "
-        "export_to_bentoml(d, 'sentiment', sys.argv[2], file_digests(d), json.loads(sys.argv[3]))"
+        "export_to_bentoml(d, sys.argv[4], sys.argv[2], file_digests(d), json.loads(sys.argv[3]))"
     )
     extra = {MODEL_CARD_KEY: card} if card is not None else {}
     subprocess.run(
-        [sys.executable, "-c", code, str(model_dir), version, json.dumps(extra)],
+        [sys.executable, "-c", code, str(model_dir), version, json.dumps(extra), BENTO_MODEL],
         cwd=REPO,
         check=True,
         env={**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(REPO)},
@@ -368,13 +371,17 @@ def test_bentoml_build(bento_home: Path, tmp_path: Path) -> None:
     name, version = tag.split(":")
     bento = home / "bentos" / name / version
     assert (bento / "env" / "docker" / "Dockerfile").is_file()
-    packaged = yaml.safe_load((bento / "bento.yaml").read_text())["models"]
-    stored = bentoml.models.get("sentiment:latest", _model_store=ModelStore(home / "models"))
-    assert [m["tag"] for m in packaged] == [str(stored.tag)], "the promoted model is packaged"
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    packaged = [m["tag"] for m in info["models"]] + [  # the service's model_ref
+        m["tag"] for service in info["services"] for m in service["models"]
+    ]
+    stored = bentoml.models.get(PRODUCTION, _model_store=ModelStore(home / "models"))
+    assert packaged == [str(stored.tag)], "the promoted model is packaged"
     assert (bento / "src" / "sentiment" / "models" / "predictor.py").is_file()
     # nothing else: not the copies of the library in mlartifacts/**/code/sentiment
     assert sorted(p.name for p in (bento / "src").iterdir()) == [
         "bentofile.yaml",
+        "params.yaml",
         "sentiment",
         "service.py",
     ]
@@ -468,7 +475,7 @@ def crafted(model_dir: Path) -> None:
 LOAD_AS_THE_SERVICE_DOES = (
     "import bentoml; from sentiment.models.trust import bento_model_dir; "
     "from sentiment.models.predictor import load_predictor; "
-    "load_predictor(bento_model_dir(bentoml.models.get('sentiment:latest')))"
+    f"load_predictor(bento_model_dir(bentoml.models.get({PRODUCTION!r})))"
 )
 
 
@@ -493,7 +500,7 @@ def test_a_tampered_model_stops_the_service(
         tamper(model_dir)
     export_model(home, model_dir)
     if not exported_after:
-        (stored,) = (home / "models" / "sentiment").glob("*/model")
+        (stored,) = (home / "models" / BENTO_MODEL).glob("*/model")
         tamper(stored)
     if not served:
         done = subprocess.run(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make image`: the serving image of the model in production (`sentiment:latest` in the
-# BentoML store, which `make run` or `python -m sentiment.registry export` put there).
+# `make image`: the serving image of the declared dataset's production model
+# (`sentiment-flipkart:latest` in the BentoML store, which `make run` or `python -m sentiment.registry export` put there).
 #
 #   deploy/image/build.sh [IMAGE_TAG]        (default sentiment-service:latest)
 #

@@ -193,8 +193,10 @@ def mlflow_trial_logger(parent_run_id: str):
     """Optuna callback: each finished trial becomes an MLflow child run of the tune run."""
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
-    source = {  # the tune run's code identity: git commit, source file, dirty flag
-        k: v for k, v in parent.data.tags.items() if k.startswith(("mlflow.source.", "git."))
+    source = {  # the tune run's code identity (git commit, source file, dirty flag), dataset
+        k: v
+        for k, v in parent.data.tags.items()
+        if k.startswith(("mlflow.source.", "git.")) or k == "dataset"
     }
 
     def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -1,20 +1,21 @@
 """score: label a file of reviews offline, in bounded memory.
 
     python -m sentiment.scoring --model models/champion --input reviews.csv --output scored.parquet
-    python -m sentiment.scoring --model sentiment:latest --input raw.csv --text-column "Review text"
-    python -m sentiment.scoring --model sentiment:latest --input raw.csv --text-column Title \
-        --text-column "Review Text" --text-separator ". "
+    python -m sentiment.scoring --input raw.csv --text-column "Review text" --output scored.parquet
+    python -m sentiment.scoring --model sentiment-clothing:latest --input raw.csv \
+        --text-column Title --text-column "Review Text" --text-separator ". "
 
-``--model`` is a model directory or a BentoML store tag (the promoted model is
-``sentiment:latest``). The input (CSV, Parquet or JSON Lines) is read ``--chunk-rows`` rows at
-a time and only its text column(s) are kept, so memory does not grow with the file. Without
-``--text-column``, the text is what the dataset params.yaml names declares (``text``, joined by
-``text_separator``), so a file in the training data's own schema scores as it trained. The output is
-Parquet, one row per input row: ``row`` (0-based), ``label``, ``score`` (as the service
-defines it), ``model_version`` and ``error``. A row that cannot be scored (no text, or
-nothing left once cleaned) gets a null label and the reason in ``error``, and the summary
-names how many and which; ``--bad-rows fail`` refuses the file instead. The output appears
-only when complete (written to a temporary file, then renamed).
+``--model`` is a model directory or a BentoML store tag; without it, the declared dataset's
+promoted model (``<gate.bento_model>:latest``, ``sentiment-flipkart:latest`` by default). The
+input (CSV, Parquet or JSON Lines) is read ``--chunk-rows`` rows at a time and only its text
+column(s) are kept, so memory does not grow with the file. Without ``--text-column``, the text
+is what the dataset params.yaml names declares (``text``, joined by ``text_separator``), so a
+file in the training data's own schema scores as it trained. The output is Parquet, one row per
+input row: ``row`` (0-based), ``label``, ``score`` (as the service defines it),
+``model_version`` and ``error``. A row that cannot be scored (no text, or nothing left once
+cleaned) gets a null label and the reason in ``error``, and the summary names how many and
+which; ``--bad-rows fail`` refuses the file instead. The output appears only when complete
+(written to a temporary file, then renamed).
 
 ``--input`` may also be a folder or a glob of such files (rows numbered across them in path
 order), and inputs and outputs may be ``s3://`` URIs. ``--engine ray`` (the default when
@@ -31,6 +32,7 @@ from pathlib import Path
 from sentiment import paths
 from sentiment.cli import entry_point
 from sentiment.data.tables import TextColumns
+from sentiment.params import production_tag
 from sentiment.scoring.batch import bad_rows_message, score_file
 from sentiment.settings import setting
 
@@ -54,9 +56,18 @@ def declared_text(params_file: Path = paths.PARAMS_FILE) -> TextColumns:
     return TextColumns(dataset.text, dataset.text_separator)
 
 
+def declared_model(params_file: Path = paths.PARAMS_FILE) -> str:
+    """The production model of the dataset params.yaml declares: its BentoML store tag."""
+    if not Path(params_file).is_file():
+        raise ValueError(f"no {params_file} here to name the production model: pass --model")
+    return production_tag(params_file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sentiment.scoring", description=__doc__)
-    parser.add_argument("--model", required=True, help="model directory or BentoML tag")
+    parser.add_argument(
+        "--model", help="model directory or BentoML tag (default: the dataset's production)"
+    )
     parser.add_argument(
         "--input", required=True, help="CSV, Parquet or JSONL file, folder or glob (or s3://)"
     )
@@ -84,7 +95,7 @@ def main() -> None:
         else declared_text()
     )
     counts = score_file(
-        args.model,
+        args.model or declared_model(),
         args.input,
         args.output,
         text,

@@ -1,8 +1,8 @@
 """The running service follows the promoted model in the BentoML store.
 
 Promotion, rollback and deploy export the production version as a new store model, so
-``sentiment:latest`` names production. With ``SENTIMENT_FOLLOW_PRODUCTION=1`` the model
-service checks that tag every ``SENTIMENT_FOLLOW_INTERVAL_S`` seconds. A new tag is loaded
+``<gate.bento_model>:latest`` names production. With ``SENTIMENT_FOLLOW_PRODUCTION=1`` the
+model service checks that tag every ``SENTIMENT_FOLLOW_INTERVAL_S`` seconds. A new tag is loaded
 beside the serving model and checked against its sha256 record. Only then is it swapped in,
 between batches: a batch already being scored finishes on the model it started with. A model
 that fails its checks is refused with one log line, and the old one keeps serving. It is not
