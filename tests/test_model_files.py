@@ -91,6 +91,15 @@ def classical_variants():
         "linear_svc": {"linear_svc_class_weight": "balanced", "linear_svc_C": 1.0},
         "complement_nb": {"complement_nb_alpha": 0.1},
         **{
+            f"nbsvm-{binarize}": {
+                "nbsvm_class_weight": "balanced",
+                "nbsvm_alpha": 1.0,
+                "nbsvm_C": 1.0,
+                "nbsvm_binarize": binarize,
+            }
+            for binarize in (True, False)
+        },
+        **{
             f"sgd-{loss}": {"sgd_class_weight": None, "sgd_loss": loss, "sgd_alpha": 1e-4}
             for loss in ("hinge", "log_loss", "modified_huber")
         },

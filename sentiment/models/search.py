@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
+from sentiment.models.nbsvm import NBLogisticRegression
 from sentiment.models.predictor import (
     check_target,
     rating_groups,
@@ -48,7 +49,7 @@ from sentiment.params import ParamsError
 from sentiment.settings import setting
 from sentiment.tracking import params_hash, project_root
 
-FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd")
+FAMILIES = ("logreg", "linear_svc", "complement_nb", "sgd", "nbsvm")
 
 
 # Params that change how long the search runs, not what it searches.
@@ -67,6 +68,14 @@ def suggest_classifier(trial: optuna.Trial, families: list[str], seed: int) -> C
     if family == "linear_svc":
         c = trial.suggest_float("linear_svc_C", 1e-3, 1e1, log=True)
         return LinearSVC(C=c, class_weight=weight, random_state=seed)
+    if family == "nbsvm":  # NB log-count ratios under a logistic regression
+        return NBLogisticRegression(
+            alpha=trial.suggest_float("nbsvm_alpha", 0.1, 10.0, log=True),
+            C=trial.suggest_float("nbsvm_C", 1e-2, 1e2, log=True),
+            binarize=trial.suggest_categorical("nbsvm_binarize", [True, False]),
+            class_weight=weight,
+            random_state=seed,
+        )
     if family == "sgd":
         return SGDClassifier(
             loss=trial.suggest_categorical("sgd_loss", ["hinge", "log_loss", "modified_huber"]),

@@ -50,6 +50,7 @@ TRUSTED_TYPES = frozenset(
         "sklearn.linear_model._stochastic_gradient.SGDClassifier",
         "sklearn.linear_model._sgd_fast.Hinge",
         "sklearn.linear_model._sgd_fast.ModifiedHuber",
+        "sentiment.models.nbsvm.NBLogisticRegression",
         "sklearn._loss._loss.CyHalfBinomialLoss",
         "sklearn.calibration.CalibratedClassifierCV",
         "sklearn.calibration._CalibratedClassifier",
