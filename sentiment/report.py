@@ -3,7 +3,9 @@
     python -m sentiment.report [--base main] [--out report.md]
 
 Reads metrics at the base revision through DVC (``dvc.api.read``), params changes through
-``Repo.params.diff`` and data md5s from each side's ``dvc.lock``; works offline.
+``Repo.params.diff`` and data md5s from each side's ``dvc.lock``; works offline. The plots
+dvc.yaml declares are drawn base against this branch into ``report-plots/`` beside ``--out``
+(``sentiment/plot_diff.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sentiment import paths
 from sentiment.cli import entry_point
 from sentiment.fileio import atomic_path
 from sentiment.headlines import CANDIDATES, compared_with, drift_statuses, failing_rules
+from sentiment.plot_diff import write_plot_diffs
 
 PLOTS = (
     *(
@@ -154,9 +157,11 @@ def params_lines(root: Path, base: str) -> list[str]:
     ]
 
 
-def build_report(root: Path, base: str, plots: bool = True) -> str:
+def build_report(root: Path, base: str, plots: bool = True, plot_dir: Path | None = None) -> str:
     """The whole markdown report; ``plots=False`` leaves out the plots, whose paths only
-    render where CML publishes them (a pull request's body cannot)."""
+    render where CML publishes them (a pull request's body cannot). With ``plot_dir``, every
+    plot dvc.yaml declares is drawn there with the base's data and this branch's on the same
+    axes; without it, the report links this branch's own PNGs."""
     head_metrics = read_json(paths.EVAL_METRICS.as_posix(), None, root)
     base_metrics = read_json(paths.EVAL_METRICS.as_posix(), base, root)
     champion = dig(head_metrics, "champion", "name") or "ensemble"
@@ -191,6 +196,11 @@ def build_report(root: Path, base: str, plots: bool = True) -> str:
         lines.append(f"| {path} | `{old}` | `{new}`{' (changed)' if old != new else ''} |")
     if not plots:
         return "\n".join(lines) + "\n"
+    if plot_dir is not None:
+        lines += ["", f"### Plots: `{base}` dashed, this branch solid", ""]
+        for png in write_plot_diffs(root, base, plot_dir, champion):
+            lines.append(f"![{png.stem}]({png.relative_to(root).as_posix()})")
+        return "\n".join(lines) + "\n"
     lines += ["", "### Plots", ""]
     for pattern in PLOTS:
         path = pattern.format(champion=champion)
@@ -204,7 +214,8 @@ def main() -> None:
     parser.add_argument("--base", default="main", help="git revision to compare with")
     parser.add_argument("--out", type=Path, default=Path("report.md"))
     args = parser.parse_args()
-    report = build_report(Path.cwd(), args.base)  # CML runs it at the repository's root
+    root = Path.cwd()  # CML runs it at the repository's root
+    report = build_report(root, args.base, plot_dir=(root / args.out).parent / "report-plots")
     with atomic_path(args.out) as tmp:
         tmp.write_text(report)
     print(report)

@@ -16,7 +16,13 @@ LAYERS = (
     ("sentiment.features", "sentiment.evaluation", "sentiment.model_card"),
     ("sentiment.models",),
     ("sentiment.registry", "sentiment.monitoring", "sentiment.scoring", "sentiment.serving"),
-    ("sentiment.headlines", "sentiment.ingest", "sentiment.report", "sentiment.summary"),
+    (
+        "sentiment.headlines",
+        "sentiment.ingest",
+        "sentiment.plot_diff",
+        "sentiment.report",
+        "sentiment.summary",
+    ),
     ("sentiment.retrain",),
     ("stages", "service"),
 )

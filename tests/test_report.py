@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sentiment.plot_diff import SIDES, collect
 from sentiment.report import build_report
 from tests.conftest import REPO, project_env, sh
 
@@ -175,3 +176,73 @@ def test_the_cml_command_reports_every_pull_request(
     assert report.startswith("## Model report: `HEAD~1` → this branch"), case
     for line in expected:
         assert line in report, f"{case}: {line!r} not in\n{report}"
+
+
+# A stage that writes the plots dvc.yaml declares from one param, as evaluate and
+# train_transformer do: ROC and confusion folders in DVC's cache, the curve in git.
+MAKE_PLOTS = """
+import json, pathlib, yaml
+shift = yaml.safe_load(open("params.yaml"))["evaluate"]["shift"]
+plots = pathlib.Path("reports/evaluate/plots")
+for name in ("roc", "confusion"):
+    (plots / name).mkdir(parents=True, exist_ok=True)
+roc = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.5, "tpr": (5 + shift) / 10}, {"fpr": 1.0, "tpr": 1.0}]
+(plots / "roc" / "classical.json").write_text(json.dumps(roc))
+cells = [("negative", "negative")] * (3 + shift) + [("negative", "positive")] * (2 - shift)
+cells += [("positive", "positive")] * 5
+rows = [{"actual": a, "predicted": p} for a, p in cells]
+(plots / "confusion" / "ensemble.json").write_text(json.dumps(rows))
+curve = [{"epoch": e, "train_loss": 1 / e, "val_macro_f1": (7 + shift) / 10} for e in (1, 2)]
+pathlib.Path("reports/train_transformer").mkdir(parents=True, exist_ok=True)
+pathlib.Path("reports/train_transformer/curve.json").write_text(json.dumps(curve))
+"""
+
+
+@pytest.mark.slow
+def test_the_report_draws_the_base_and_this_branch_on_the_same_axes(tmp_path: Path) -> None:
+    """A branch that changed a param: each declared plot read at the base (DVC-cached folders
+    through the cache) and in the workspace, and drawn once for both."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "dvc", "init", "-q")
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]  # the project's own
+    stage = {
+        "cmd": f"{sys.executable} make_plots.py",
+        "deps": ["make_plots.py"],
+        "params": ["evaluate.shift"],
+        "outs": ["reports/evaluate/plots/roc", "reports/evaluate/plots/confusion"],
+        "plots": [{"reports/train_transformer/curve.json": {"cache": False}}],
+    }
+    (root / "make_plots.py").write_text(MAKE_PLOTS)
+    write(root, "dvc.yaml", {"stages": {"evaluate": stage}, "plots": declared})
+    write(root, "params.yaml", {"evaluate": {"shift": 0}})
+    write(root, "reports/evaluate/metrics.json", metrics(0.84, "ensemble"))
+    sh(root, "dvc", "repro", "-q")
+    commit(root, {}, "base")
+    write(root, "params.yaml", {"evaluate": {"shift": 1}})  # the branch's change
+    sh(root, "dvc", "repro", "-q")
+
+    diffs = {d.path: d for d in collect(root, "HEAD")}
+    roc = diffs["reports/evaluate/plots/roc"].data
+    assert roc["base"]["classical"][1]["tpr"] == 0.5
+    assert roc["this branch"]["classical"][1]["tpr"] == 0.6
+    confusion = diffs["reports/evaluate/plots/confusion"].data
+    assert len(confusion["base"]["ensemble"]) == len(confusion["this branch"]["ensemble"]) == 10
+    assert confusion["base"] != confusion["this branch"]
+    curve = diffs["reports/train_transformer/curve.json"].data
+    assert [r["val_macro_f1"] for r in curve["base"]["curve"]] == [0.7, 0.7]
+    assert [r["val_macro_f1"] for r in curve["this branch"]["curve"]] == [0.8, 0.8]
+    assert set(diffs["reports/evaluate/plots/pr"].missing) == set(SIDES)  # neither side has it
+
+    report = build_report(root, "HEAD", plot_dir=root / "report-plots")
+    assert "### Plots: `HEAD` dashed, this branch solid" in report
+    drawn = sorted(p.name for p in (root / "report-plots").iterdir())
+    assert drawn == [
+        "reports_evaluate_plots_confusion.png",
+        "reports_evaluate_plots_roc.png",
+        "reports_train_transformer_curve.png",
+    ]
+    for name in drawn:
+        assert (root / "report-plots" / name).read_bytes().startswith(b"\x89PNG")
+        assert f"![{name[:-4]}](report-plots/{name})" in report
