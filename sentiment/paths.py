@@ -35,6 +35,7 @@ REPORTS = Path("reports")
 FEATURIZE_SUMMARY = REPORTS / "featurize" / "summary.json"
 TUNE_BEST = REPORTS / "tune" / "best.json"
 TUNE_PLOTS = REPORTS / "tune" / "plots"
+TUNE_LIVE = REPORTS / "tune" / "live"  # DVCLive: metrics.json, plots/metrics/trial/*.tsv
 TRAIN_METRICS = REPORTS / "train_transformer" / "metrics.json"
 TRAIN_CURVE = REPORTS / "train_transformer" / "curve.json"
 TRAIN_CURVE_PNG = REPORTS / "train_transformer" / "curve.png"

@@ -23,6 +23,7 @@ from sentiment.data.labels import labels_record, prepared_classes
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import atomic_path, write_json
 from sentiment.headlines import stage_line
+from sentiment.models.live import write_trial_record
 from sentiment.models.onnx_backend import collapse
 from sentiment.models.predictor import best_threshold, label_ids, save_classical
 from sentiment.models.search import (
@@ -46,8 +47,9 @@ def run_stage(params: dict[str, Any]) -> dict[str, Any]:
     with stage_run("tune") as run:
         name = study_name(params, dvc_md5(paths.FEATURES), code_hash("tune"))
         started = time.perf_counter()
-        study = search(params, storage, name, run.info.run_id, INPUTS)
+        study = search(params, storage, name, run.info.run_id, INPUTS, live_dir=paths.TUNE_LIVE)
         seconds = time.perf_counter() - started
+        write_trial_record(study, paths.TUNE_LIVE)
         pipeline, groups = refit_best(study, params, INPUTS)
         x_val, y_val = INPUTS.matrix("val")
         proba = collapse(pipeline.named_steps["classifier"].predict_proba(x_val), groups)

@@ -313,3 +313,37 @@ def test_fit_targets_maps_each_star_to_its_label(tiny_project: Path) -> None:
     assert search.groups_of(search.fit_targets(TUNE, y, tune.INPUTS)[1]) is None
     with pytest.raises(ValueError, match=r"tune\.target: 'stars' is not one of"):
         search.fit_targets(TUNE | {"target": "stars"}, y, tune.INPUTS)
+
+
+@pytest.mark.slow
+def test_dvclive_records_the_trials_mlflow_records(tiny_project: Path) -> None:
+    """Each finished trial is one DVCLive step (its number) with the CV macro-F1 its MLflow
+    run holds, and the best so far; dvc.yaml declares the files, and a second run of the
+    same study writes the same bytes."""
+    tune.run_stage(TUNE)
+    live = tiny_project / "reports" / "tune" / "live"
+    rows = pd.read_csv(live / "plots" / "metrics" / "trial" / "cv_macro_f1.tsv", sep="\t")
+    best = pd.read_csv(live / "plots" / "metrics" / "trial" / "best_cv_macro_f1.tsv", sep="\t")
+    assert list(rows.columns) == ["step", "cv_macro_f1"]  # no timestamps
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("sentiment").experiment_id
+    trials = client.search_runs([experiment], filter_string="tags.kind = 'trial'")
+    logged = {int(r.data.tags["optuna.trial"]): r.data.metrics["cv_macro_f1_mean"] for r in trials}
+    assert dict(zip(rows["step"], rows["cv_macro_f1"], strict=True)) == {
+        step: round(value, 5) for step, value in logged.items()
+    }
+    assert best["best_cv_macro_f1"].is_monotonic_increasing
+    pruned = pd.read_csv(live / "plots" / "metrics" / "trial" / "pruned.tsv", sep="\t")
+    assert dict(zip(pruned["step"], pruned["pruned"], strict=True)) == {
+        int(r.data.tags["optuna.trial"]): int(r.data.tags["pruned"] == "true") for r in trials
+    }
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == rows["step"].max()
+    assert summary["trial"]["best_cv_macro_f1"] == best["best_cv_macro_f1"].iloc[-1]
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["tune"]
+    assert {"reports/tune/live/metrics.json": {"cache": False}} in stage["metrics"]
+    assert "reports/tune/live/plots/metrics" in stage["plots"][0]
+
+    before = {p: p.read_bytes() for p in live.rglob("*") if p.is_file()}
+    tune.run_stage(TUNE)  # resumes the study: no new trial, the record rebuilt from it
+    assert {p: p.read_bytes() for p in live.rglob("*") if p.is_file()} == before

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from sentiment.evaluation.metrics import macro_f1
 from sentiment.fileio import read_split
+from sentiment.models.live import live_trial_logger, open_live, trial_score
 from sentiment.models.nbsvm import NBLogisticRegression
 from sentiment.models.predictor import (
     check_target,
@@ -217,10 +218,8 @@ def mlflow_trial_logger(parent_run_id: str):
             run_name=f"trial-{trial.number}",
             tags={**source, "mlflow.parentRunId": parent_run_id, "kind": "trial"},
         )
-        steps = trial.intermediate_values
-        cv_mean = trial.value if complete else steps.get(max(steps, default=0), float("nan"))
         metrics = {
-            "cv_macro_f1_mean": cv_mean,
+            "cv_macro_f1_mean": trial_score(trial),
             "fit_seconds": trial.user_attrs.get("fit_seconds", 0.0),
         }
         if "cv_std" in trial.user_attrs:
@@ -345,8 +344,11 @@ def search(
     parent_run_id: str | None,
     inputs: Inputs,
     n_trials: int | None = None,
+    live_dir: Path | None = None,
 ) -> optuna.Study:
-    """Run (or resume, or join) the study until it holds ``n_trials`` finished trials."""
+    """Run (or resume, or join) the study until it holds ``n_trials`` finished trials; with
+    ``live_dir``, each trial this process finishes is logged there through DVCLive as it
+    lands."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     x, y = inputs.matrix("train")
     study = optuna.create_study(
@@ -364,6 +366,8 @@ def search(
         callbacks = [optuna.study.MaxTrialsCallback(target, states=finished)]
         if parent_run_id:
             callbacks.insert(0, mlflow_trial_logger(parent_run_id))
+        if live_dir is not None:
+            callbacks.insert(0, live_trial_logger(open_live(live_dir)))
         try:
             study.optimize(
                 make_objective(x, y, params, inputs, target),
