@@ -2,8 +2,9 @@
 and this branch's on the same axes, as PNGs a pull-request comment can carry (what
 ``dvc plots diff`` shows in a browser).
 
-Each side is read through DVC (``DVCFileSystem``: git-tracked files, and DVC-cached ones from
-the cache or the remote), so the base's plots need no checkout. A curve plot (x against y)
+The base is read through DVC (``DVCFileSystem``: git-tracked files, and DVC-cached ones from
+the cache or the remote), so its plots need no checkout; this branch's are the workspace's
+files. A curve plot (x against y)
 draws each file of the plot (one per candidate) and each y field, the base dashed and this
 branch solid; a confusion plot draws the two matrices of the champion side by side. A side
 whose data cannot be read (not pulled, or absent at that revision) is named as missing.
@@ -19,6 +20,8 @@ from typing import Any
 
 import yaml
 from dvc.api import DVCFileSystem
+from fsspec.implementations.dirfs import DirFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from sentiment.fileio import atomic_path
 
@@ -50,8 +53,10 @@ def declared_plots(root: Path) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def read_side(fs: DVCFileSystem, path: str) -> dict[str, list[dict]]:
+def read_side(fs: Any, path: str) -> dict[str, list[dict]]:
     """A plot's rows per file stem: a JSON file, or every JSON file of a folder."""
+    if not fs.exists(path):
+        raise FileNotFoundError(path)
     files = sorted(fs.find(path)) if fs.isdir(path) else [path]
     return {
         PurePosixPath(name).stem: json.loads(fs.read_text(name))
@@ -62,15 +67,22 @@ def read_side(fs: DVCFileSystem, path: str) -> dict[str, list[dict]]:
 
 def collect(root: Path, base: str) -> list[PlotDiff]:
     """Every declared plot, read at ``base`` and in the workspace."""
-    systems = {"base": DVCFileSystem(str(root), rev=base), "this branch": DVCFileSystem(str(root))}
+    # The workspace as it is on disk (what the stages just wrote), the base as DVC recorded it.
+    systems = {
+        "base": DVCFileSystem(str(root), rev=base),
+        "this branch": DirFileSystem(str(root.resolve()), LocalFileSystem()),
+    }
     diffs = []
     for path, spec in declared_plots(root):
         diff = PlotDiff(path, spec)
         for side, fs in systems.items():
             try:
                 rows = read_side(fs, path)
-            except Exception as err:  # not pulled, or absent at that revision
-                diff.missing[side] = f"{type(err).__name__}"
+            except FileNotFoundError:
+                diff.missing[side] = "absent"
+                continue
+            except Exception:  # DVC-tracked, but neither in the cache nor in the remote
+                diff.missing[side] = "not pulled"
                 continue
             if rows:
                 diff.data[side] = rows
