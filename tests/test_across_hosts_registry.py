@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import BIN, REPO
 from tests.hosts import Hosts, require_hosts, wait_port
-from tests.test_gate import project_copy
+from tests.test_gate import PARAMS, project_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 PORT = 5000
@@ -227,6 +227,7 @@ def test_a_serving_host_cut_off_from_the_registry_keeps_serving_then_follows(
         "SENTIMENT_FOLLOW_INTERVAL_S": "0.5",
         "SENTIMENT_WORKERS": "1",
         "SENTIMENT_INFERENCE_LOG": str(registry.project / "s-predictions.jsonl"),
+        "SENTIMENT_MODEL_TAG": f"{PARAMS['bento_model']}:latest",  # the project's, not REPO's
     }
     mirror_cmd = ("python", "-m", "sentiment.registry", "mirror", "--every", "1")
     mirror = s.run(*mirror_cmd, env=env, log="mirror", cwd=registry.project)

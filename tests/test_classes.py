@@ -223,18 +223,15 @@ def test_the_five_stars_as_classes_from_raw_reviews_to_a_scored_file(
         BENTOML_HOME=home,
     )  # fmt: skip
     assert served_card.startswith("---\n") and "# Model card: stars sentiment" in served_card
-    registered_card = run_in(
+    registry = run_in(
         root, "python", "-c",
-        "from mlflow import MlflowClient; from sentiment.tracking import configure; configure(); "
-        "print(MlflowClient()"
-        ".get_model_version_by_alias('sentiment-classifier-stars', 'production').description)",
-    )  # fmt: skip
-    assert registered_card == served_card
-    tagged = run_in(
-        root, "python", "-c",
-        "import mlflow; from sentiment.tracking import configure; configure(); "
+        "import json, mlflow; from sentiment.tracking import configure; configure(); "
+        "version = mlflow.MlflowClient()"
+        ".get_model_version_by_alias('sentiment-classifier-stars', 'production'); "
         "runs = mlflow.search_runs(search_all_experiments=True); "
         "runs = runs[runs['tags.kind'] != 'promote']; "
-        "print(sorted(set(runs['tags.dataset'].fillna('-'))), len(runs))",
+        "print(json.dumps([version.description, sorted(set(runs['tags.dataset'].fillna('-')))]))",
     )  # fmt: skip
-    assert tagged.startswith("['stars'] "), tagged  # the pipeline's, each stage's, each trial's
+    registered_card, datasets = json.loads(registry)
+    assert registered_card + "\n" == served_card  # print ended the served one with a newline
+    assert datasets == ["stars"]  # the pipeline's run, each stage's, each trial's

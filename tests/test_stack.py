@@ -176,7 +176,8 @@ def test_promoted_through_the_stack_served_scraped_and_gone_after_down(
         MLFLOW_TRACKING_URI=mlflow_uri,
         BENTOML_HOME=str(store),
     )
-    assert line.startswith("promote: promoted as version 1, BentoML sentiment:"), line
+    promoted = f"promote: promoted as version 1, BentoML {params['bento_model']}:"
+    assert line.startswith(promoted), line
     from mlflow.tracking import MlflowClient
 
     production = MlflowClient(mlflow_uri).get_model_version_by_alias(
